@@ -1,0 +1,118 @@
+//! The per-connection cost of a connection function: a fresh store, an
+//! instance from the pool, and the call of the `revocation` example against a
+//! store of 1,000,000 revoked serials, with a real client certificate.
+//!
+//! Run: `cargo bench -p tollgate-function --bench per_connection`
+//! Options (environment): BENCH_CALLS (default 20000), BENCH_KEYS (1000000).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tollgate_function::{
+    CertSource, ConnectionInfo, FunctionSpec, Limits, Runtime, RuntimeConfig, StoreSet,
+};
+use tollgate_testkit::{TestCa, hex};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn main() {
+    let calls = env_usize("BENCH_CALLS", 20_000);
+    let keys = env_usize("BENCH_KEYS", 1_000_000);
+
+    let ca = TestCa::root("Bench CA");
+    let valid = ca
+        .client("valid.bench")
+        .serial(&[0x4a, 0x3f, 0x5c, 0x92, 0xd1, 0xe8, 0x7b, 0x6c, 0x01])
+        .build();
+    let revoked = ca
+        .client("revoked.bench")
+        .serial(&[0x7e, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88])
+        .build();
+
+    // 1M revoked serials (20-byte, like real CA serials) plus the revoked one.
+    let t = Instant::now();
+    let mut json = String::with_capacity(keys * 70);
+    json.push_str("{\"data\":[");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..keys {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let serial = format!("{:016x}{:016x}{:08x}", x, x.rotate_left(17), i);
+        json.push_str(&format!("{{\"key\":\"{serial}\",\"value\":\"\"}},"));
+    }
+    json.push_str(&format!(
+        "{{\"key\":\"{}\",\"value\":\"\"}}]}}",
+        hex(&[0x7e, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88])
+    ));
+    let limits = tollgate_kvs::Limits {
+        max_store_bytes: 1 << 30,
+        ..tollgate_kvs::Limits::default()
+    };
+    let store =
+        tollgate_kvs::Store::from_import_json("revoked", limits, json.as_bytes()).expect("import");
+    println!(
+        "store: {} keys imported in {:?}",
+        store.snapshot().len(),
+        t.elapsed()
+    );
+    drop(json);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let t = Instant::now();
+    let function = rt
+        .block_on(runtime.load(FunctionSpec {
+            name: "revocation",
+            wasm: tollgate_guests::REVOCATION_WASM,
+            limits: Limits::default(),
+            stores: StoreSet::new([Arc::new(store)]),
+        }))
+        .expect("load");
+    println!("load (compile + link + trial instance): {:?}", t.elapsed());
+
+    for (label, cert) in [("valid (miss)", &valid), ("revoked (hit)", &revoked)] {
+        let mut conn = ConnectionInfo::for_test();
+        conn.chain = vec![CertSource::Der(cert.der.clone())];
+        let conn = Arc::new(conn);
+        // Warm up the pool and caches.
+        for _ in 0..1_000 {
+            rt.block_on(function.call(conn.clone()));
+        }
+        let mut samples = Vec::with_capacity(calls);
+        let mut last = None;
+        let wall = Instant::now();
+        for _ in 0..calls {
+            let t = Instant::now();
+            let outcome = rt.block_on(function.call(conn.clone()));
+            samples.push(t.elapsed());
+            last = Some(outcome);
+        }
+        let wall = wall.elapsed();
+        samples.sort_unstable();
+        let outcome = last.expect("at least one call");
+        println!(
+            "{label}: decision {} custom data {:?} | {calls} calls, p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs, max {:.1} µs, {:.0} calls/s on one thread",
+            outcome.decision,
+            outcome.custom_data,
+            percentile(&samples, 0.50).as_secs_f64() * 1e6,
+            percentile(&samples, 0.90).as_secs_f64() * 1e6,
+            percentile(&samples, 0.99).as_secs_f64() * 1e6,
+            samples[samples.len() - 1].as_secs_f64() * 1e6,
+            calls as f64 / wall.as_secs_f64(),
+        );
+    }
+}

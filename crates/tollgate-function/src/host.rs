@@ -1,0 +1,546 @@
+//! The host side of the WIT world: the state of one call (one `Store`) and
+//! the implementations of the `types`, `kvs` and `log` imports.
+
+use std::sync::{Arc, OnceLock};
+
+use tollgate_kvs::Snapshot;
+use tollgate_x509::CertInfo;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::connection::{CertSource, ConnectionInfo};
+use crate::output::{ConsoleLevel, SharedOutput};
+use crate::runtime::StoreSet;
+
+wasmtime::component::bindgen!({
+    path: "../../wit",
+    world: "connection-function",
+    imports: { default: trappable },
+    exports: { default: async },
+    with: {
+        "tollgate:connection/types.connection": crate::host::ConnectionRes,
+        "tollgate:connection/types.certificate": crate::host::CertificateRes,
+        "tollgate:connection/kvs.store": crate::host::StoreRes,
+    },
+});
+
+pub(crate) use tollgate::connection::types;
+use tollgate::connection::{kvs, log};
+
+/// The `connection` resource: there is one per call, the connection itself.
+pub struct ConnectionRes;
+
+/// The `certificate` resource: an index into the connection's chain.
+pub struct CertificateRes {
+    index: usize,
+}
+
+/// The `store` resource: a snapshot, fixed for the whole call.
+pub struct StoreRes {
+    snapshot: Arc<Snapshot>,
+}
+
+/// The data of one `Store`: everything one call may touch.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    conn: Arc<ConnectionInfo>,
+    /// Parsed lazily, one slot per certificate of the chain.
+    parsed: Vec<OnceLock<Result<CertInfo, String>>>,
+    stores: StoreSet,
+    /// Snapshots opened during this call: every open of a store sees the same
+    /// data, even if the store is updated meanwhile.
+    opened: Vec<(Box<str>, Arc<Snapshot>)>,
+    pub output: SharedOutput,
+    pub limiter: Limiter,
+    /// Set by the epoch callback when it stops the guest for time.
+    pub timed_out: bool,
+}
+
+impl HostState {
+    pub fn new(
+        wasi: WasiCtx,
+        conn: Arc<ConnectionInfo>,
+        stores: StoreSet,
+        output: SharedOutput,
+        limiter: Limiter,
+    ) -> HostState {
+        let parsed = conn.chain.iter().map(|_| OnceLock::new()).collect();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            conn,
+            parsed,
+            stores,
+            opened: Vec::new(),
+            output,
+            limiter,
+            timed_out: false,
+        }
+    }
+
+    pub fn push_connection(&mut self) -> wasmtime::Result<Resource<ConnectionRes>> {
+        Ok(self.table.push(ConnectionRes)?)
+    }
+
+    fn cert_index(&self, res: &Resource<CertificateRes>) -> wasmtime::Result<usize> {
+        Ok(self.table.get(res)?.index)
+    }
+
+    /// The parsed certificate at `index`. A DER certificate is parsed on first
+    /// use; a parse failure is a host error that stops the call.
+    fn parsed(&self, index: usize) -> wasmtime::Result<Option<&CertInfo>> {
+        let CertSource::Der(der) = &self.conn.chain[index] else {
+            return Ok(None);
+        };
+        let slot =
+            self.parsed[index].get_or_init(|| CertInfo::parse(der).map_err(|e| e.to_string()));
+        match slot {
+            Ok(info) => Ok(Some(info)),
+            Err(e) => Err(wasmtime::format_err!(
+                "client certificate {index} cannot be parsed: {e}"
+            )),
+        }
+    }
+
+    fn cert(&self, res: &Resource<CertificateRes>) -> wasmtime::Result<Cert<'_>> {
+        let index = self.cert_index(res)?;
+        Ok(match &self.conn.chain[index] {
+            CertSource::Der(der) => Cert::Der {
+                der,
+                info: self
+                    .parsed(index)?
+                    .ok_or_else(|| wasmtime::format_err!("unreachable"))?,
+            },
+            CertSource::Fields(fields) => Cert::Fields(fields),
+        })
+    }
+
+    fn snapshot(&self, res: &Resource<StoreRes>) -> wasmtime::Result<&Snapshot> {
+        Ok(&self.table.get(res)?.snapshot)
+    }
+}
+
+/// A certificate as the accessors see it.
+enum Cert<'a> {
+    Der { der: &'a [u8], info: &'a CertInfo },
+    Fields(&'a crate::connection::CertFields),
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Enforces the memory and table limits, and records which one stopped a
+/// guest so the error can say so.
+pub(crate) struct Limiter {
+    pub memory_bytes: usize,
+    pub table_elements: usize,
+    pub instances: usize,
+    pub tables: usize,
+    pub memories: usize,
+    pub memory_exhausted: bool,
+    pub table_exhausted: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.memory_exhausted = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            self.table_exhausted = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.memories
+    }
+}
+
+fn ip_address(ip: std::net::IpAddr) -> types::IpAddress {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            types::IpAddress::Ipv4((a, b, c, d))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let [a, b, c, d, e, f, g, h] = v6.segments();
+            types::IpAddress::Ipv6((a, b, c, d, e, f, g, h))
+        }
+    }
+}
+
+fn name_attributes(attrs: &[tollgate_x509::NameAttribute]) -> Vec<types::NameAttribute> {
+    attrs
+        .iter()
+        .map(|a| types::NameAttribute {
+            name: a.name.clone(),
+            oid: a.oid.clone(),
+            value: a.value.clone(),
+        })
+        .collect()
+}
+
+fn dn_attributes(dn: &str) -> wasmtime::Result<Vec<tollgate_x509::NameAttribute>> {
+    tollgate_x509::parse_rfc2253(dn)
+        .map_err(|e| wasmtime::format_err!("distinguished name {dn:?}: {e}"))
+}
+
+fn attribute_values(attrs: &[tollgate_x509::NameAttribute], name: &str) -> Vec<String> {
+    attrs
+        .iter()
+        .filter(|a| a.oid == name || a.name.eq_ignore_ascii_case(name))
+        .map(|a| a.value.clone())
+        .collect()
+}
+
+fn key_usage(ku: tollgate_x509::KeyUsage) -> types::KeyUsage {
+    use tollgate_x509::KeyUsage as K;
+    use types::KeyUsage as W;
+    [
+        (K::DIGITAL_SIGNATURE, W::DIGITAL_SIGNATURE),
+        (K::CONTENT_COMMITMENT, W::CONTENT_COMMITMENT),
+        (K::KEY_ENCIPHERMENT, W::KEY_ENCIPHERMENT),
+        (K::DATA_ENCIPHERMENT, W::DATA_ENCIPHERMENT),
+        (K::KEY_AGREEMENT, W::KEY_AGREEMENT),
+        (K::KEY_CERT_SIGN, W::KEY_CERT_SIGN),
+        (K::CRL_SIGN, W::CRL_SIGN),
+        (K::ENCIPHER_ONLY, W::ENCIPHER_ONLY),
+        (K::DECIPHER_ONLY, W::DECIPHER_ONLY),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| ku.contains(*bit))
+    .fold(W::empty(), |acc, (_, flag)| acc | flag)
+}
+
+fn san(san: &tollgate_x509::SubjectAltName) -> types::SubjectAltName {
+    use tollgate_x509::SubjectAltName as S;
+    match san {
+        S::Dns(v) => types::SubjectAltName::Dns(v.clone()),
+        S::Ip(ip) => types::SubjectAltName::Ip(ip.to_string()),
+        S::Uri(v) => types::SubjectAltName::Uri(v.clone()),
+        S::Email(v) => types::SubjectAltName::Email(v.clone()),
+        S::Other(v) => types::SubjectAltName::Other(v.clone()),
+    }
+}
+
+impl types::Host for HostState {}
+
+impl types::HostConnection for HostState {
+    fn id(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<String> {
+        Ok(self.conn.id.clone())
+    }
+
+    fn client_ip(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<types::IpAddress> {
+        Ok(ip_address(self.conn.client.ip()))
+    }
+
+    fn client_port(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<u16> {
+        Ok(self.conn.client.port())
+    }
+
+    fn server_ip(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<types::IpAddress> {
+        Ok(ip_address(self.conn.server.ip()))
+    }
+
+    fn server_port(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<u16> {
+        Ok(self.conn.server.port())
+    }
+
+    fn sni(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<Option<String>> {
+        Ok(self.conn.sni.clone())
+    }
+
+    fn alpn(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<Option<String>> {
+        Ok(self.conn.alpn.clone())
+    }
+
+    fn tls_version(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<String> {
+        Ok(self.conn.tls_version.clone())
+    }
+
+    fn cipher_suite(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<String> {
+        Ok(self.conn.cipher_suite.clone())
+    }
+
+    fn listener(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<String> {
+        Ok(self.conn.listener.clone())
+    }
+
+    fn handshake_duration_us(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<u64> {
+        Ok(u64::try_from(self.conn.handshake_duration.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    fn client_certificate(
+        &mut self,
+        _: Resource<ConnectionRes>,
+    ) -> wasmtime::Result<Option<Resource<CertificateRes>>> {
+        if self.conn.chain.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.table.push(CertificateRes { index: 0 })?))
+    }
+
+    fn intermediates(
+        &mut self,
+        _: Resource<ConnectionRes>,
+    ) -> wasmtime::Result<Vec<Resource<CertificateRes>>> {
+        (1..self.conn.chain.len())
+            .map(|index| Ok(self.table.push(CertificateRes { index })?))
+            .collect()
+    }
+
+    fn expiry_ignored(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<bool> {
+        Ok(self.conn.expiry_ignored)
+    }
+
+    fn drop(&mut self, rep: Resource<ConnectionRes>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl types::HostCertificate for HostState {
+    fn serial_number(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
+        let index = self.cert_index(&res)?;
+        match &self.conn.chain[index] {
+            // The common case (a revocation check) needs only the serial: read
+            // it straight from the DER unless the certificate is parsed anyway.
+            CertSource::Der(der) => match self.parsed[index].get() {
+                Some(Ok(info)) => Ok(info.serial_number()),
+                _ => tollgate_x509::serial_number_from_der(der)
+                    .map_err(|e| wasmtime::format_err!("client certificate {index}: {e}")),
+            },
+            CertSource::Fields(f) => Ok(f.serial_number.clone()),
+        }
+    }
+
+    fn subject(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
+        Ok(match self.cert(&res)? {
+            Cert::Der { info, .. } => info.subject(),
+            Cert::Fields(f) => f.subject.clone(),
+        })
+    }
+
+    fn subject_attributes(
+        &mut self,
+        res: Resource<CertificateRes>,
+    ) -> wasmtime::Result<Vec<types::NameAttribute>> {
+        Ok(match self.cert(&res)? {
+            Cert::Der { info, .. } => name_attributes(info.subject_attributes()),
+            Cert::Fields(f) => name_attributes(&dn_attributes(&f.subject)?),
+        })
+    }
+
+    fn subject_attribute(
+        &mut self,
+        res: Resource<CertificateRes>,
+        name: String,
+    ) -> wasmtime::Result<Vec<String>> {
+        Ok(match self.cert(&res)? {
+            Cert::Der { info, .. } => attribute_values(info.subject_attributes(), &name),
+            Cert::Fields(f) => attribute_values(&dn_attributes(&f.subject)?, &name),
+        })
+    }
+
+    fn issuer(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
+        Ok(match self.cert(&res)? {
+            Cert::Der { info, .. } => info.issuer(),
+            Cert::Fields(f) => f.issuer.clone(),
+        })
+    }
+
+    fn issuer_attributes(
+        &mut self,
+        res: Resource<CertificateRes>,
+    ) -> wasmtime::Result<Vec<types::NameAttribute>> {
+        Ok(match self.cert(&res)? {
+            Cert::Der { info, .. } => name_attributes(info.issuer_attributes()),
+            Cert::Fields(f) => name_attributes(&dn_attributes(&f.issuer)?),
+        })
+    }
+
+    fn issuer_attribute(
+        &mut self,
+        res: Resource<CertificateRes>,
+        name: String,
+    ) -> wasmtime::Result<Vec<String>> {
+        Ok(match self.cert(&res)? {
+            Cert::Der { info, .. } => attribute_values(info.issuer_attributes(), &name),
+            Cert::Fields(f) => attribute_values(&dn_attributes(&f.issuer)?, &name),
+        })
+    }
+
+    fn validity(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<types::Validity> {
+        let (not_before_unix, not_after_unix) = match self.cert(&res)? {
+            Cert::Der { info, .. } => (info.not_before_unix(), info.not_after_unix()),
+            Cert::Fields(f) => (f.not_before, f.not_after),
+        };
+        Ok(types::Validity {
+            not_before: tollgate_x509::format_rfc3339(not_before_unix),
+            not_after: tollgate_x509::format_rfc3339(not_after_unix),
+            not_before_unix,
+            not_after_unix,
+        })
+    }
+
+    fn sha256_fingerprint(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
+        let index = self.cert_index(&res)?;
+        Ok(match &self.conn.chain[index] {
+            CertSource::Der(der) => tollgate_x509::sha256_fingerprint(der),
+            CertSource::Fields(f) => f.sha256_fingerprint.clone(),
+        })
+    }
+
+    fn subject_alt_names(
+        &mut self,
+        res: Resource<CertificateRes>,
+    ) -> wasmtime::Result<Vec<types::SubjectAltName>> {
+        Ok(match self.cert(&res)? {
+            Cert::Der { info, .. } => info.subject_alt_names().iter().map(san).collect(),
+            Cert::Fields(f) => f.san.iter().map(san).collect(),
+        })
+    }
+
+    fn key_usage(
+        &mut self,
+        res: Resource<CertificateRes>,
+    ) -> wasmtime::Result<Option<types::KeyUsage>> {
+        Ok(match self.cert(&res)? {
+            Cert::Der { info, .. } => info.key_usage().map(key_usage),
+            Cert::Fields(_) => None,
+        })
+    }
+
+    fn extended_key_usage(
+        &mut self,
+        res: Resource<CertificateRes>,
+    ) -> wasmtime::Result<Option<Vec<String>>> {
+        Ok(match self.cert(&res)? {
+            Cert::Der { info, .. } => info.extended_key_usage().map(<[String]>::to_vec),
+            Cert::Fields(_) => None,
+        })
+    }
+
+    fn der(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<Vec<u8>> {
+        Ok(match self.cert(&res)? {
+            Cert::Der { der, .. } => der.to_vec(),
+            Cert::Fields(_) => Vec::new(),
+        })
+    }
+
+    fn drop(&mut self, rep: Resource<CertificateRes>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl kvs::Host for HostState {}
+
+impl kvs::HostStore for HostState {
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<StoreRes>, kvs::Error>> {
+        let snapshot = match self.opened.iter().find(|(n, _)| **n == *name) {
+            Some((_, snapshot)) => snapshot.clone(),
+            None => match self.stores.get(&name) {
+                Some(store) => {
+                    let snapshot = store.snapshot();
+                    self.opened.push((name.into_boxed_str(), snapshot.clone()));
+                    snapshot
+                }
+                None => return Ok(Err(kvs::Error::NoSuchStore(name))),
+            },
+        };
+        Ok(Ok(self.table.push(StoreRes { snapshot })?))
+    }
+
+    fn get(
+        &mut self,
+        res: Resource<StoreRes>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, kvs::Error>> {
+        Ok(match self.snapshot(&res)?.get(&key) {
+            None => Ok(None),
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => Ok(Some(text.to_owned())),
+                Err(_) => Err(kvs::Error::NotUtf8),
+            },
+        })
+    }
+
+    fn get_bytes(
+        &mut self,
+        res: Resource<StoreRes>,
+        key: String,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.snapshot(&res)?.get(&key).map(<[u8]>::to_vec))
+    }
+
+    fn exists(&mut self, res: Resource<StoreRes>, key: String) -> wasmtime::Result<bool> {
+        Ok(self.snapshot(&res)?.exists(&key))
+    }
+
+    fn meta(&mut self, res: Resource<StoreRes>) -> wasmtime::Result<kvs::Meta> {
+        let meta = self.snapshot(&res)?.meta();
+        Ok(kvs::Meta {
+            key_count: meta.key_count,
+            total_size_bytes: meta.total_size_bytes,
+            created: meta.created_rfc3339(),
+            last_updated: meta.last_modified_rfc3339(),
+            etag: meta.etag.clone(),
+        })
+    }
+
+    fn drop(&mut self, rep: Resource<StoreRes>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl log::Host for HostState {
+    fn log_custom_data(&mut self, text: String) -> wasmtime::Result<()> {
+        self.output.lock().set_custom_data(text)?;
+        Ok(())
+    }
+
+    fn console(&mut self, level: log::Level, text: String) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Debug => ConsoleLevel::Debug,
+            log::Level::Info => ConsoleLevel::Info,
+            log::Level::Warn => ConsoleLevel::Warn,
+            log::Level::Error => ConsoleLevel::Error,
+        };
+        self.output.lock().console(level, text)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,796 @@
+//! The wasmtime embedding: one engine, compile once per function version,
+//! `InstancePre` once, then a fresh `Store` and instance for every call.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
+
+use crate::connection::ConnectionInfo;
+use crate::host::{ConnectionFunction, ConnectionFunctionPre, HostState, Limiter};
+use crate::limits::Limits;
+use crate::outcome::{Decision, ErrorKind, FunctionError, Outcome};
+use crate::output::{ConsoleLevel, SharedOutput};
+
+/// Settings shared by every function of a runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Function calls that may run at once; more wait for a slot. The pooling
+    /// allocator reserves instances, memories and stacks for this many.
+    pub max_concurrent_calls: u32,
+    /// The most any function's limits may be raised to.
+    pub ceiling: Limits,
+    /// Epoch tick: how often running functions are checked against their
+    /// time limit and yield their worker thread. Default 1 ms.
+    pub epoch_tick: Duration,
+    /// Where compiled components are cached, keyed by the SHA-256 of the
+    /// Wasm and the engine's configuration. None: no disk cache. The
+    /// directory must be private to Tollgate: cached code is loaded as is.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_concurrent_calls: 128,
+            ceiling: Limits::default_ceiling(),
+            epoch_tick: Duration::from_millis(1),
+            cache_dir: None,
+        }
+    }
+}
+
+/// The stores a function may open, by name.
+#[derive(Debug, Clone, Default)]
+pub struct StoreSet(Arc<HashMap<String, Arc<tollgate_kvs::Store>>>);
+
+impl StoreSet {
+    pub fn new(stores: impl IntoIterator<Item = Arc<tollgate_kvs::Store>>) -> StoreSet {
+        StoreSet(Arc::new(
+            stores
+                .into_iter()
+                .map(|s| (s.name().to_owned(), s))
+                .collect(),
+        ))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<tollgate_kvs::Store>> {
+        self.0.get(name)
+    }
+
+    /// The names of the stores, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// The runtime could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("invalid runtime configuration: {0}")]
+    Config(String),
+    #[error("cannot create the Wasm engine: {0}")]
+    Engine(String),
+    #[error("cannot use the compile cache directory {path}: {source}")]
+    CacheDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A function could not be loaded. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the function is {size} bytes, over the module size limit of {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("not a WebAssembly binary (it does not start with the \\0asm magic)")]
+    NotWasm,
+    #[error(
+        "this is a core WebAssembly module, not a component; build the function for the \
+         wasm32-wasip2 target (cargo build --release --target wasm32-wasip2)"
+    )]
+    CoreModule,
+    #[error("invalid Wasm component: {0}")]
+    Invalid(String),
+    #[error("the component does not target the tollgate:connection/connection-function world: {0}")]
+    WrongWorld(String),
+    #[error("invalid limits: {0}")]
+    Limits(String),
+    #[error("the component cannot be instantiated within its limits: {0}")]
+    Instantiate(String),
+}
+
+/// Owns the engine, the linker and the epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    shared: Arc<Shared>,
+    config: RuntimeConfig,
+    engine_hash: u64,
+}
+
+/// What functions share with their runtime; the epoch ticker stops when the
+/// runtime and all its functions are gone.
+struct Shared {
+    _ticker: EpochTicker,
+    permits: tokio::sync::Semaphore,
+}
+
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> std::io::Result<EpochTicker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("tollgate-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        if config.max_concurrent_calls == 0 {
+            return Err(RuntimeError::Config(
+                "max_concurrent_calls must be at least 1".into(),
+            ));
+        }
+        if config.epoch_tick.is_zero() {
+            return Err(RuntimeError::Config(
+                "epoch_tick must be greater than 0".into(),
+            ));
+        }
+        let n = config.max_concurrent_calls;
+        let ceiling = &config.ceiling;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(8))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_core_instances_per_component(ceiling.instances)
+            .max_memories_per_component(ceiling.memories)
+            .max_tables_per_component(ceiling.tables)
+            .max_memory_size(usize::try_from(ceiling.memory_bytes).unwrap_or(usize::MAX))
+            .table_elements(usize::try_from(ceiling.table_elements).unwrap_or(usize::MAX));
+
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed)
+            .max_wasm_stack(512 << 10)
+            .async_stack_size(2 << 20)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        ConnectionFunction::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+
+        if let Some(dir) = &config.cache_dir {
+            create_private_dir(dir).map_err(|source| RuntimeError::CacheDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = hasher.finish();
+
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
+            .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        let shared = Arc::new(Shared {
+            _ticker: ticker,
+            permits: tokio::sync::Semaphore::new(n as usize),
+        });
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            shared,
+            config,
+            engine_hash,
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Compiles (or loads from the cache), links and test-instantiates a
+    /// function. Any problem is reported here, not on the first connection.
+    pub async fn load(&self, spec: FunctionSpec<'_>) -> Result<Function, LoadError> {
+        let FunctionSpec {
+            name,
+            wasm,
+            limits,
+            stores,
+        } = spec;
+        limits
+            .validate(&self.config.ceiling)
+            .map_err(LoadError::Limits)?;
+        let size = wasm.len() as u64;
+        if size > limits.module_bytes {
+            return Err(LoadError::TooLarge {
+                size,
+                limit: limits.module_bytes,
+            });
+        }
+        match wasm.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(LoadError::CoreModule),
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => return Err(LoadError::NotWasm),
+        }
+        let sha256 = hex(&Sha256::digest(wasm));
+        let (component, from_cache) = self.compile(wasm, &sha256)?;
+
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre =
+            ConnectionFunctionPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+
+        let function = Function {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                sha256,
+                size,
+                limits,
+                stores,
+                pre,
+                shared: self.shared.clone(),
+                from_cache,
+            }),
+        };
+        // Instantiate once, without calling it: a component that needs more
+        // memory or tables than its limits allow is refused now.
+        let output = SharedOutput::new(function.inner.limits.output_bytes);
+        let (mut store, meter) = function.new_store(Arc::new(ConnectionInfo::for_test()), output);
+        let instantiated = Metered {
+            meter: &meter,
+            future: Box::pin(function.inner.pre.instantiate_async(&mut store)),
+        }
+        .await;
+        if let Err(e) = instantiated {
+            let limiter = &store.data().limiter;
+            let why = if limiter.memory_exhausted {
+                format!(
+                    "its initial memory is over the limit of {} bytes",
+                    function.inner.limits.memory_bytes
+                )
+            } else {
+                format!("{e:#}")
+            };
+            return Err(LoadError::Instantiate(why));
+        }
+        Ok(function)
+    }
+
+    fn compile(&self, wasm: &[u8], sha256: &str) -> Result<(Component, bool), LoadError> {
+        let cached = self
+            .config
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{sha256}-{:016x}.cwasm", self.engine_hash)));
+        if let Some(path) = &cached {
+            match read_cache_entry(&self.engine, path) {
+                Ok(Some(component)) => return Ok((component, true)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry");
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        let component =
+            Component::new(&self.engine, wasm).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        if let Some(path) = &cached {
+            if let Err(e) = component
+                .serialize()
+                .map_err(std::io::Error::other)
+                .and_then(|mut bytes| {
+                    // A checksum trailer: a damaged entry is detected before
+                    // wasmtime is asked to trust it.
+                    let sum = Sha256::digest(&bytes);
+                    bytes.extend_from_slice(&sum);
+                    write_atomically(path, &bytes)
+                })
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the compile cache");
+            }
+        }
+        Ok((component, false))
+    }
+}
+
+/// Reads a cache entry into memory (never mapped: a file changed underneath
+/// a mapping would crash the process) and checks its checksum trailer.
+fn read_cache_entry(engine: &Engine, path: &Path) -> Result<Option<Component>, String> {
+    let mut bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let Some(body_len) = bytes.len().checked_sub(32) else {
+        return Err("truncated".into());
+    };
+    if Sha256::digest(&bytes[..body_len]).as_slice() != &bytes[body_len..] {
+        return Err("checksum mismatch".into());
+    }
+    bytes.truncate(body_len);
+    // SAFETY: the bytes were produced by `Component::serialize` of an engine
+    // with the same configuration (the file name carries its compatibility
+    // hash), in a directory private to Tollgate (created 0700), and their
+    // checksum matches; wasmtime also checks the header and version.
+    unsafe { Component::deserialize(engine, &bytes) }
+        .map(Some)
+        .map_err(|e| format!("{e:#}"))
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// What to load.
+pub struct FunctionSpec<'a> {
+    pub name: &'a str,
+    pub wasm: &'a [u8],
+    pub limits: Limits,
+    /// The stores the function may open.
+    pub stores: StoreSet,
+}
+
+/// A loaded function version, ready to run on connections. Cheap to clone.
+#[derive(Clone)]
+pub struct Function {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    sha256: String,
+    size: u64,
+    limits: Limits,
+    stores: StoreSet,
+    pre: ConnectionFunctionPre<HostState>,
+    shared: Arc<Shared>,
+    from_cache: bool,
+}
+
+/// CPU time the guest spent running: the sum, over the polls of its future,
+/// of the CPU time of the polling thread. Time the thread spends descheduled
+/// (a busy machine) does not count against the function.
+#[derive(Default)]
+struct Meter {
+    /// Nanoseconds of finished polls.
+    active: AtomicU64,
+    /// Thread CPU time at which the current poll began.
+    poll_started: AtomicU64,
+}
+
+impl Meter {
+    /// Running time so far, the current poll included. Called from the epoch
+    /// callback, which runs inside a poll on the polling thread.
+    fn active(&self) -> Duration {
+        let current = thread_cpu_ns().saturating_sub(self.poll_started.load(Ordering::Relaxed));
+        Duration::from_nanos(self.active.load(Ordering::Relaxed).saturating_add(current))
+    }
+
+    fn finished(&self) -> Duration {
+        Duration::from_nanos(self.active.load(Ordering::Relaxed))
+    }
+}
+
+/// CPU time of the calling thread, in nanoseconds.
+#[cfg(target_os = "linux")]
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; the clock id is
+    // a constant supported on every Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Elsewhere: wall-clock time since the first call, an upper bound of CPU time.
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_ns() -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    u64::try_from(BASE.get_or_init(Instant::now).elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Counts the time spent inside `poll` of the wrapped future.
+struct Metered<'m, F> {
+    meter: &'m Meter,
+    future: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Metered<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let start = thread_cpu_ns();
+        self.meter.poll_started.store(start, Ordering::Relaxed);
+        let result = self.future.as_mut().poll(cx);
+        let spent = thread_cpu_ns().saturating_sub(start);
+        self.meter.active.fetch_add(spent, Ordering::Relaxed);
+        result
+    }
+}
+
+/// A clock that stands still at the start of the call: functions get no
+/// clock beyond what the contract offers.
+struct FrozenWallClock(Duration);
+
+impl HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+struct FrozenMonotonicClock;
+
+impl HostMonotonicClock for FrozenMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+enum CallError {
+    Instantiate(wasmtime::Error),
+    Run(wasmtime::Error),
+}
+
+impl Function {
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// SHA-256 of the Wasm component, lowercase hex.
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    /// Size of the Wasm component in bytes.
+    pub fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    pub fn stores(&self) -> &StoreSet {
+        &self.inner.stores
+    }
+
+    /// The same compiled function bound to other stores (no recompilation).
+    pub fn with_stores(&self, stores: StoreSet) -> Function {
+        let i = &self.inner;
+        Function {
+            inner: Arc::new(Inner {
+                name: i.name.clone(),
+                sha256: i.sha256.clone(),
+                size: i.size,
+                limits: i.limits.clone(),
+                stores,
+                pre: i.pre.clone(),
+                shared: i.shared.clone(),
+                from_cache: i.from_cache,
+            }),
+        }
+    }
+
+    /// Whether the compiled code came from the disk cache.
+    pub fn compiled_from_cache(&self) -> bool {
+        self.inner.from_cache
+    }
+
+    /// A fresh store for one call, with its limits and its time meter: the
+    /// epoch callback stops the guest once its running time reaches the
+    /// limit, and otherwise makes it yield its thread at every tick.
+    fn new_store(
+        &self,
+        conn: Arc<ConnectionInfo>,
+        output: SharedOutput,
+    ) -> (Store<HostState>, Arc<Meter>) {
+        let limits = &self.inner.limits;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.stdout())
+            .stderr(output.stderr())
+            .wall_clock(FrozenWallClock(now))
+            .monotonic_clock(FrozenMonotonicClock)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let limiter = Limiter {
+            memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            table_elements: limits.table_elements as usize,
+            instances: limits.instances as usize,
+            tables: limits.tables as usize,
+            memories: limits.memories as usize,
+            memory_exhausted: false,
+            table_exhausted: false,
+        };
+        let state = HostState::new(wasi, conn, self.inner.stores.clone(), output, limiter);
+        let mut store = Store::new(self.inner.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        let meter = Arc::new(Meter::default());
+        let callback_meter = meter.clone();
+        let time_limit = limits.time();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            if callback_meter.active() >= time_limit {
+                ctx.data_mut().timed_out = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        (store, meter)
+    }
+
+    /// Runs the function on one connection, in a fresh instance. Never fails:
+    /// any error becomes a deny carrying the error's kind.
+    pub async fn call(&self, conn: Arc<ConnectionInfo>) -> Outcome {
+        let span = tracing::debug_span!("connection_function", connection_id = %conn.id, function = %self.inner.name);
+        self.call_inner(conn).instrument(span).await
+    }
+
+    async fn call_inner(&self, conn: Arc<ConnectionInfo>) -> Outcome {
+        let started = Instant::now();
+        let limits = &self.inner.limits;
+        let time_limit = limits.time();
+        // The semaphore is never closed; a failure here would be a bug, and
+        // still denies.
+        let Ok(_permit) = self.inner.shared.permits.acquire().await else {
+            return failure(
+                started,
+                Duration::ZERO,
+                time_limit,
+                ErrorKind::Host,
+                "call slots closed".into(),
+                None,
+            );
+        };
+        let output = SharedOutput::new(limits.output_bytes);
+        let (mut store, meter) = self.new_store(conn, output.clone());
+
+        let pre = &self.inner.pre;
+        let result = Metered {
+            meter: &meter,
+            future: Box::pin(async {
+                let instance = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(CallError::Instantiate)?;
+                let conn = store.data_mut().push_connection().map_err(CallError::Run)?;
+                instance
+                    .call_on_connection(&mut store, conn)
+                    .await
+                    .map_err(CallError::Run)
+            }),
+        }
+        .await;
+        let compute = meter.finished();
+
+        let state = store.data();
+        let mut out = output.lock();
+        out.finish();
+        let custom_data = out.custom_data.take();
+        let console = std::mem::take(&mut out.console);
+        let output_exceeded = out.exceeded;
+        drop(out);
+
+        let (decision, reason, error) = match result {
+            Ok(Ok(crate::host::types::Decision::Allow)) => (Decision::Allow, None, None),
+            Ok(Ok(crate::host::types::Decision::Deny(reason))) => (Decision::Deny, reason, None),
+            Ok(Err(message)) => (
+                Decision::Deny,
+                None,
+                Some(FunctionError {
+                    kind: ErrorKind::FunctionError,
+                    message,
+                }),
+            ),
+            Err(e) => {
+                let (kind, message) = classify(e, state, output_exceeded, limits, &console);
+                (Decision::Deny, None, Some(FunctionError { kind, message }))
+            }
+        };
+        let outcome = Outcome {
+            decision,
+            reason,
+            error,
+            custom_data,
+            console,
+            duration: started.elapsed(),
+            compute_utilization: utilization(compute, time_limit),
+        };
+        tracing::debug!(
+            decision = %outcome.decision,
+            error = outcome.error.as_ref().map(|e| e.kind.as_str()),
+            duration_us = outcome.duration.as_micros() as u64,
+            "connection function finished"
+        );
+        outcome
+    }
+}
+
+fn utilization(compute: Duration, limit: Duration) -> u8 {
+    if limit.is_zero() {
+        return 100;
+    }
+    let pct = (compute.as_secs_f64() / limit.as_secs_f64() * 100.0).round();
+    pct.clamp(0.0, 100.0) as u8
+}
+
+fn failure(
+    started: Instant,
+    compute: Duration,
+    limit: Duration,
+    kind: ErrorKind,
+    message: String,
+    custom_data: Option<String>,
+) -> Outcome {
+    Outcome {
+        decision: Decision::Deny,
+        reason: None,
+        error: Some(FunctionError { kind, message }),
+        custom_data,
+        console: Vec::new(),
+        duration: started.elapsed(),
+        compute_utilization: utilization(compute, limit),
+    }
+}
+
+/// Names the reason a call stopped. The host's own flags come first: they
+/// know why a trap happened (time, memory, output) better than the trap.
+fn classify(
+    error: CallError,
+    state: &HostState,
+    output_exceeded: bool,
+    limits: &Limits,
+    console: &[crate::output::ConsoleLine],
+) -> (ErrorKind, String) {
+    let (error, instantiating) = match error {
+        CallError::Instantiate(e) => (e, true),
+        CallError::Run(e) => (e, false),
+    };
+    if state.timed_out {
+        return (
+            ErrorKind::Timeout,
+            format!("execution time limit of {} µs exceeded", limits.time_us),
+        );
+    }
+    if state.limiter.memory_exhausted {
+        return (
+            ErrorKind::MemoryLimit,
+            format!("memory limit of {} bytes reached", limits.memory_bytes),
+        );
+    }
+    if state.limiter.table_exhausted {
+        return (
+            ErrorKind::MemoryLimit,
+            format!("table limit of {} elements reached", limits.table_elements),
+        );
+    }
+    if output_exceeded {
+        return (
+            ErrorKind::OutputLimit,
+            format!("output limit of {} bytes exceeded", limits.output_bytes),
+        );
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        if *trap == Trap::StackOverflow {
+            return (ErrorKind::StackOverflow, "stack overflow".into());
+        }
+        if let Some(message) = panic_message(console) {
+            return (ErrorKind::Panic, message);
+        }
+        return (ErrorKind::Trap, format!("{error:#}"));
+    }
+    if instantiating {
+        return (ErrorKind::Instantiation, format!("{error:#}"));
+    }
+    (ErrorKind::Host, format!("{error:#}"))
+}
+
+/// The message of a Rust panic, from the lines the panic handler wrote to
+/// stderr (`thread '...' panicked at src/lib.rs:7:5:` then the message).
+fn panic_message(console: &[crate::output::ConsoleLine]) -> Option<String> {
+    let stderr: Vec<&str> = console
+        .iter()
+        .filter(|l| l.level == ConsoleLevel::Stderr)
+        .map(|l| l.text.as_str())
+        .collect();
+    let at = stderr.iter().position(|l| l.contains("panicked at"))?;
+    let location = stderr[at];
+    let message = stderr.get(at + 1).copied().unwrap_or_default();
+    Some(format!(
+        "panic: {message} ({})",
+        location.trim_end_matches(':')
+    ))
+}

@@ -1,0 +1,220 @@
+//! A named store: the current snapshot, and the ways to replace it.
+
+use std::collections::BTreeMap;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+use crate::import::{EntryProblem, ImportError};
+use crate::snapshot::{Builder, Snapshot};
+use crate::{Limits, import};
+
+/// A write that was refused. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    /// The caller's `If-Match` is not the current ETag (HTTP 412).
+    #[error("the store has changed: If-Match {given:?} is not the current ETag {current:?}")]
+    PreconditionFailed { given: String, current: String },
+    #[error("cannot delete key {0:?}: it does not exist")]
+    NoSuchKey(String),
+    #[error("key {0:?} is both put and deleted")]
+    PutAndDelete(String),
+    #[error("key {0:?} is put twice")]
+    DuplicatePut(String),
+    /// A put breaks a limit (the problem names which).
+    #[error("put of key {key:?}: {problem}")]
+    Invalid { key: String, problem: EntryProblem },
+}
+
+/// One named store.
+pub struct Store {
+    name: String,
+    limits: Limits,
+    current: ArcSwap<Snapshot>,
+    /// Serializes writers; readers never take it.
+    write: Mutex<()>,
+    created: SystemTime,
+    salt: u64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("name", &self.name)
+            .field("meta", self.current.load().meta())
+            .finish()
+    }
+}
+
+fn etag(salt: u64, version: u64) -> String {
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u64(salt);
+    h.write_u64(version);
+    format!("E{:X}{:013X}", version, h.finish() & 0xF_FFFF_FFFF_FFFF)
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new(name: &str, limits: Limits) -> Store {
+        let created = SystemTime::now();
+        let salt = std::hash::RandomState::new().hash_one(name);
+        let empty = Builder::with_capacity(0, 0).finish(created, 1, etag(salt, 1));
+        Store {
+            name: name.to_owned(),
+            limits,
+            current: ArcSwap::from_pointee(empty),
+            write: Mutex::new(()),
+            created,
+            salt,
+        }
+    }
+
+    /// A store holding the contents of an import file.
+    pub fn from_import_json(name: &str, limits: Limits, json: &[u8]) -> Result<Store, ImportError> {
+        let store = Store::new(name, limits);
+        store.import_json(json)?;
+        Ok(store)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The current contents. Lock-free; the snapshot never changes.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, builder: Builder) -> Arc<Snapshot> {
+        let version = self.current.load().meta().version + 1;
+        let snapshot = Arc::new(builder.finish(self.created, version, etag(self.salt, version)));
+        self.current.store(snapshot.clone());
+        snapshot
+    }
+
+    /// Replaces the whole contents with an import file. On error the current
+    /// contents stay.
+    pub fn import_json(&self, json: &[u8]) -> Result<Arc<Snapshot>, ImportError> {
+        let builder = import::parse(json, &self.limits)?;
+        let _guard = self.lock();
+        Ok(self.publish(builder))
+    }
+
+    /// Puts and deletes keys, all or nothing, if `if_match` is the current
+    /// ETag. Rebuilds the snapshot: O(store size) per call, so batch writes.
+    pub fn update(
+        &self,
+        if_match: &str,
+        puts: Vec<(String, Vec<u8>)>,
+        deletes: Vec<String>,
+    ) -> Result<Arc<Snapshot>, UpdateError> {
+        let _guard = self.lock();
+        let current = self.current.load_full();
+        if current.meta().etag != if_match {
+            return Err(UpdateError::PreconditionFailed {
+                given: if_match.to_owned(),
+                current: current.meta().etag.clone(),
+            });
+        }
+        let mut put_map: BTreeMap<&str, &[u8]> = BTreeMap::new();
+        for (key, value) in &puts {
+            let invalid = |problem| UpdateError::Invalid {
+                key: key.clone(),
+                problem,
+            };
+            if key.is_empty() {
+                return Err(invalid(EntryProblem::EmptyKey));
+            }
+            if key.len() > self.limits.max_key_bytes {
+                return Err(invalid(EntryProblem::KeyTooLong {
+                    len: key.len(),
+                    max: self.limits.max_key_bytes,
+                }));
+            }
+            if value.len() > self.limits.max_value_bytes {
+                return Err(invalid(EntryProblem::ValueTooLong {
+                    len: value.len(),
+                    max: self.limits.max_value_bytes,
+                }));
+            }
+            if put_map.insert(key, value).is_some() {
+                return Err(UpdateError::DuplicatePut(key.clone()));
+            }
+        }
+        let mut delete_set = HashSet::new();
+        for key in &deletes {
+            if put_map.contains_key(key.as_str()) {
+                return Err(UpdateError::PutAndDelete(key.clone()));
+            }
+            if !current.exists(key) {
+                return Err(UpdateError::NoSuchKey(key.clone()));
+            }
+            delete_set.insert(key.as_str());
+        }
+        let mut builder = Builder::with_capacity(current.len() + puts.len(), 0);
+        let mut size = 0u64;
+        let mut check_size = |key: &str, len: u64| {
+            size += len;
+            if size > self.limits.max_store_bytes {
+                return Err(UpdateError::Invalid {
+                    key: key.to_owned(),
+                    problem: EntryProblem::StoreTooLarge {
+                        size,
+                        max: self.limits.max_store_bytes,
+                    },
+                });
+            }
+            Ok(())
+        };
+        for (key, value) in current.iter() {
+            if delete_set.contains(key) {
+                continue;
+            }
+            let value = put_map.remove(key).unwrap_or(value);
+            check_size(key, (key.len() + value.len()) as u64)?;
+            let _ = builder.insert(key, value);
+        }
+        for (key, value) in put_map {
+            check_size(key, (key.len() + value.len()) as u64)?;
+            let _ = builder.insert(key, value);
+        }
+        Ok(self.publish(builder))
+    }
+}
+
+/// Stores by name. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Stores {
+    stores: Arc<BTreeMap<String, Arc<Store>>>,
+}
+
+impl Stores {
+    pub fn new() -> Stores {
+        Stores::default()
+    }
+
+    /// Adds or replaces a store (copy on write).
+    pub fn insert(&mut self, store: Arc<Store>) {
+        Arc::make_mut(&mut self.stores).insert(store.name().to_owned(), store);
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Store>> {
+        self.stores.get(name).cloned()
+    }
+
+    /// Store names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.stores.keys().map(String::as_str)
+    }
+}

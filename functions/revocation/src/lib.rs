@@ -1,0 +1,24 @@
+//! The canonical revocation check: the leaf's serial number, colons removed,
+//! is looked up in the store `revoked`. Present → deny, logging
+//! `REVOKED:<serial>`; absent → allow, logging `VALID:<serial>`.
+//!
+//! A connection without a client certificate (an `optional`-mode listener)
+//! has nothing to check and is denied: this function is for listeners that
+//! admit certified clients only.
+
+use tollgate_guest::prelude::*;
+
+tollgate_guest::connection_function!(check);
+
+fn check(conn: &Connection) -> Result<Decision> {
+    let Some(leaf) = conn.client_certificate() else {
+        return Ok(Decision::deny("no client certificate"));
+    };
+    let serial = leaf.serial_hex();
+    if Kvs::open("revoked")?.exists(&serial) {
+        log_custom_data(&format!("REVOKED:{serial}"));
+        return Ok(Decision::deny("certificate revoked"));
+    }
+    log_custom_data(&format!("VALID:{serial}"));
+    Ok(Decision::Allow)
+}

@@ -1,0 +1,200 @@
+//! Test helpers: a throwaway PKI built with rcgen, and KVS import files.
+//!
+//! Every certificate is generated fresh by the test that uses it; nothing
+//! here is a fixture.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+/// A certificate authority (root or intermediate).
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A generated certificate with its key.
+#[derive(Clone, Debug)]
+pub struct TestCert {
+    pub der: Vec<u8>,
+    pub pem: String,
+    pub key_pem: String,
+}
+
+fn ca_params(cn: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Tollgate Test");
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
+    params.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
+    params
+}
+
+impl TestCa {
+    /// A self-signed root with this common name (ECDSA P-256).
+    pub fn root(cn: &str) -> TestCa {
+        let key = KeyPair::generate().expect("generate a key");
+        let issuer = CertifiedIssuer::self_signed(ca_params(cn), key).expect("self-sign a root");
+        TestCa { issuer }
+    }
+
+    /// An intermediate CA signed by this one.
+    pub fn intermediate(&self, cn: &str) -> TestCa {
+        let key = KeyPair::generate().expect("generate a key");
+        let issuer = CertifiedIssuer::signed_by(ca_params(cn), key, &self.issuer)
+            .expect("sign an intermediate");
+        TestCa { issuer }
+    }
+
+    pub fn der(&self) -> Vec<u8> {
+        self.issuer.der().to_vec()
+    }
+
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// Starts a client certificate issued by this CA.
+    pub fn client(&self, cn: &str) -> ClientCert<'_> {
+        ClientCert {
+            ca: self,
+            cn: cn.to_owned(),
+            organization: None,
+            units: Vec::new(),
+            serial: None,
+            sans: Vec::new(),
+            not_before: OffsetDateTime::now_utc() - Duration::days(1),
+            not_after: OffsetDateTime::now_utc() + Duration::days(365),
+            ekus: vec![ExtendedKeyUsagePurpose::ClientAuth],
+        }
+    }
+}
+
+/// A client certificate being built.
+pub struct ClientCert<'a> {
+    ca: &'a TestCa,
+    cn: String,
+    organization: Option<String>,
+    units: Vec<String>,
+    serial: Option<Vec<u8>>,
+    sans: Vec<SanType>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    ekus: Vec<ExtendedKeyUsagePurpose>,
+}
+
+impl ClientCert<'_> {
+    pub fn organization(mut self, o: &str) -> Self {
+        self.organization = Some(o.to_owned());
+        self
+    }
+
+    pub fn unit(mut self, ou: &str) -> Self {
+        self.units.push(ou.to_owned());
+        self
+    }
+
+    /// The serial number's bytes (big-endian, as DER would hold them).
+    pub fn serial(mut self, bytes: &[u8]) -> Self {
+        self.serial = Some(bytes.to_vec());
+        self
+    }
+
+    pub fn uri(mut self, uri: &str) -> Self {
+        self.sans
+            .push(SanType::URI(uri.try_into().expect("an IA5 URI")));
+        self
+    }
+
+    pub fn dns(mut self, name: &str) -> Self {
+        self.sans
+            .push(SanType::DnsName(name.try_into().expect("an IA5 DNS name")));
+        self
+    }
+
+    pub fn ip(mut self, ip: IpAddr) -> Self {
+        self.sans.push(SanType::IpAddress(ip));
+        self
+    }
+
+    pub fn email(mut self, email: &str) -> Self {
+        self.sans
+            .push(SanType::Rfc822Name(email.try_into().expect("an IA5 email")));
+        self
+    }
+
+    /// Validity relative to now, in days (negative for the past).
+    pub fn valid_days(mut self, from: i64, to: i64) -> Self {
+        let now = OffsetDateTime::now_utc();
+        self.not_before = now + Duration::days(from);
+        self.not_after = now + Duration::days(to);
+        self
+    }
+
+    /// Replaces the extended key usages (default: clientAuth).
+    pub fn server_auth_only(mut self) -> Self {
+        self.ekus = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self
+    }
+
+    pub fn build(self) -> TestCert {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        if let Some(o) = &self.organization {
+            dn.push(DnType::OrganizationName, o.as_str());
+        }
+        for ou in &self.units {
+            dn.push(DnType::OrganizationalUnitName, ou.as_str());
+        }
+        dn.push(DnType::CommonName, self.cn.as_str());
+        params.distinguished_name = dn;
+        params.subject_alt_names = self.sans;
+        params.serial_number = self.serial.map(|s| SerialNumber::from_slice(&s));
+        params.not_before = self.not_before;
+        params.not_after = self.not_after;
+        params.extended_key_usages = self.ekus;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate().expect("generate a key");
+        let cert = params
+            .signed_by(&key, &self.ca.issuer)
+            .expect("sign a client certificate");
+        TestCert {
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// A KVS import file (`{"data":[{"key":..,"value":..}]}`) as a string.
+pub fn kvs_json<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let data: Vec<_> = entries
+        .into_iter()
+        .map(|(k, v)| serde_json::json!({ "key": k, "value": v }))
+        .collect();
+    serde_json::json!({ "data": data }).to_string()
+}
+
+/// Writes `contents` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write a test file");
+    path
+}
+
+/// Lowercase hex without separators, as revocation stores key serials.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
