@@ -355,7 +355,6 @@ async fn run_cases(
     for case in file.cases {
         let name = case.name.clone();
         let p = prepare_case(loader, base, &file.kvs, cli_kvs, kvs_limits, case)
-            .await
             .with_context(|| format!("{}: case {name:?}", path.display()))
             .map_err(Unusable)?;
         prepared.push(p);
@@ -418,7 +417,7 @@ fn describe(o: &Outcome) -> String {
     parts.join(", ")
 }
 
-async fn prepare_case(
+fn prepare_case(
     loader: &Loader,
     base: &Path,
     file_kvs: &BTreeMap<String, PathBuf>,
