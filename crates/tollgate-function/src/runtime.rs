@@ -325,8 +325,8 @@ impl Runtime {
         }
         let component =
             Component::new(&self.engine, wasm).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        if let Some(path) = &cached {
-            if let Err(e) = component
+        if let Some(path) = &cached
+            && let Err(e) = component
                 .serialize()
                 .map_err(std::io::Error::other)
                 .and_then(|mut bytes| {
@@ -336,9 +336,8 @@ impl Runtime {
                     bytes.extend_from_slice(&sum);
                     write_atomically(path, &bytes)
                 })
-            {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write the compile cache");
-            }
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the compile cache");
         }
         Ok((component, false))
     }

@@ -187,7 +187,7 @@ fn name_attributes(name: &X509Name<'_>) -> Vec<NameAttribute> {
 
 /// A directory string as text; anything else as `#` + hex of its DER.
 fn attribute_value(any: &Any<'_>) -> String {
-    let data = any.data.as_ref();
+    let data = any.data;
     let text = match any.tag() {
         Tag::Utf8String
         | Tag::PrintableString
@@ -196,14 +196,14 @@ fn attribute_value(any: &Any<'_>) -> String {
         | Tag::VisibleString => std::str::from_utf8(data).ok().map(str::to_owned),
         // TeletexString: in practice Latin-1.
         Tag::T61String => Some(data.iter().map(|&b| char::from(b)).collect()),
-        Tag::BmpString if data.len() % 2 == 0 => {
+        Tag::BmpString if data.len().is_multiple_of(2) => {
             let units: Vec<u16> = data
                 .chunks(2)
                 .map(|c| u16::from_be_bytes([c[0], c[1]]))
                 .collect();
             String::from_utf16(&units).ok()
         }
-        Tag::UniversalString if data.len() % 4 == 0 => data
+        Tag::UniversalString if data.len().is_multiple_of(4) => data
             .chunks(4)
             .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
             .collect(),

@@ -1,5 +1,6 @@
 //! `tollgate`: the mTLS edge proxy and its tools.
 
+mod demo;
 mod runner;
 
 use std::process::ExitCode;
@@ -23,7 +24,11 @@ enum Command {
     ///
     /// Exit status: 0 when the expectation holds (or none was given), 1 when
     /// it does not, 2 for unusable input.
-    Test(runner::TestArgs),
+    Test(Box<runner::TestArgs>),
+    /// Show a connection function at work: the example revocation function
+    /// on a freshly generated dev PKI (a valid, a revoked and a missing
+    /// client certificate).
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +41,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Test(args) => runner::main(args),
+        Command::Test(args) => runner::main(*args),
+        Command::Demo => match demo::main() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

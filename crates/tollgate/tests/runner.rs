@@ -320,3 +320,42 @@ expect = "allow"
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("broken.toml"), "{}", stderr(&o));
 }
+
+#[test]
+fn the_demo_shows_allow_revoked_and_missing() {
+    let o = tollgate(&["demo"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let line = |label: &str| {
+        out.lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("valid client certificate").contains("→ allow  Success, log: VALID:"),
+        "{out}"
+    );
+    assert!(
+        line("revoked client certificate").contains(
+            "Failed:ConnectionFunctionDenied, reason: certificate revoked, log: REVOKED:"
+        ),
+        "{out}"
+    );
+    assert!(
+        line("no client certificate").contains("reason: no client certificate"),
+        "{out}"
+    );
+}
+
+/// The guest SDK's README shows the revocation example in full; keep the two
+/// identical so the documented function is the tested one.
+#[test]
+fn the_guest_sdk_readme_shows_the_tested_revocation_function() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("guest-sdk/README.md")).unwrap();
+    let source = std::fs::read_to_string(root.join("functions/revocation/src/lib.rs")).unwrap();
+    let start = readme.find("```rust\n").expect("a rust block") + "```rust\n".len();
+    let end = start + readme[start..].find("```").expect("end of block");
+    assert_eq!(readme[start..end], source);
+}
