@@ -2,7 +2,7 @@
 
 # Run the demo.
 demo:
-    cargo run --release -p tollgate -- demo
+    cargo run -p tollgate -- demo
 
 # Run the whole test suite (what CI runs after fmt and clippy).
 test:

@@ -19,8 +19,8 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
 };
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
+use wasmtime_wasi::{WasiCtxBuilder, WasiView};
 
 use crate::connection::ConnectionInfo;
 use crate::host::{ConnectionFunction, ConnectionFunctionPre, HostState, Limiter};
@@ -203,8 +203,7 @@ impl Runtime {
         let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        add_wasi_to_linker(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         ConnectionFunction::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
 
@@ -341,6 +340,47 @@ impl Runtime {
         }
         Ok((component, false))
     }
+}
+
+/// Links only the WASI interfaces a Rust guest's standard library uses:
+/// `wasi:io`, `wasi:cli` (stdio, environment, exit; stdin is closed, the
+/// environment empty), `wasi:clocks` (frozen) and `wasi:random`. There is no
+/// `wasi:filesystem` and no `wasi:sockets`: a component importing them is
+/// refused at load.
+fn add_wasi_to_linker(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, io, random};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+
+    /// The resource table, for `wasi:io`.
+    struct HasTable;
+    impl wasmtime::component::HasData for HasTable {
+        type Data<'a> = &'a mut wasmtime::component::ResourceTable;
+    }
+    fn table(state: &mut HostState) -> &mut wasmtime::component::ResourceTable {
+        WasiView::ctx(state).table
+    }
+
+    io::error::add_to_linker::<HostState, HasTable>(l, table)?;
+    io::poll::add_to_linker::<HostState, HasTable>(l, table)?;
+    io::streams::add_to_linker::<HostState, HasTable>(l, table)?;
+    clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
+    random::random::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
+    random::insecure::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
+    random::insecure_seed::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
+    cli::exit::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::environment::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stdin::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_input::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_output::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    Ok(())
 }
 
 /// Reads a cache entry into memory (never mapped: a file changed underneath

@@ -399,6 +399,14 @@ async fn load_refuses_what_is_not_a_connection_function() {
     assert!(matches!(e, LoadError::WrongWorld(_)), "{e}");
     assert!(e.to_string().contains("on-connection"), "{e}");
 
+    let e = load(guests::SANDBOX_ESCAPE_WASM.to_vec(), Limits::default()).await;
+    assert!(matches!(e, LoadError::WrongWorld(_)), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("wasi:filesystem") || text.contains("wasi:sockets"),
+        "{text}"
+    );
+
     let small = Limits {
         module_bytes: 1_000,
         ..Limits::default()

@@ -43,6 +43,8 @@ guests! {
     INSPECT_WASM, INSPECT_PATH => "TOLLGATE_GUEST_INSPECT";
     /// Test guest: counts its calls in a static and logs the count.
     COUNTER_WASM, COUNTER_PATH => "TOLLGATE_GUEST_COUNTER";
+    /// Test guest: reads a file and opens a socket (refused at load).
+    SANDBOX_ESCAPE_WASM, SANDBOX_ESCAPE_PATH => "TOLLGATE_GUEST_SANDBOX_ESCAPE";
     /// Test guest: a WASI command component, not a connection function.
     WRONG_WORLD_WASM, WRONG_WORLD_PATH => "TOLLGATE_GUEST_WRONG_WORLD";
 }
