@@ -370,12 +370,34 @@ async fn every_call_gets_a_fresh_instance() {
 
 #[tokio::test]
 async fn custom_data_is_cut_to_800_bytes_at_a_char_boundary() {
-    // The inspect guest logs a short value; the cut itself is unit-tested in
-    // output.rs. Here: the custom data reaches the outcome unchanged.
+    // The inspect guest logs the value of key "custom" as its custom data.
     let rt = runtime();
     let f = load_with(&rt, guests::INSPECT_WASM, vec![], roomy()).await;
     let o = f.call(Arc::new(ConnectionInfo::for_test())).await;
     assert_eq!(o.custom_data.as_deref(), Some("inspected"));
+
+    // 401 two-byte characters: 802 bytes, cut to 800 (400 characters).
+    let long = "é".repeat(401);
+    let data = store("data", &[("custom", &long)]);
+    let o = f
+        .with_stores(StoreSet::new([data]))
+        .call(Arc::new(ConnectionInfo::for_test()))
+        .await;
+    assert!(o.is_allow(), "{:?}", o.error);
+    let custom = o.custom_data.unwrap();
+    assert_eq!(custom.len(), 800);
+    assert_eq!(custom, "é".repeat(400));
+
+    // An odd cut: one ASCII byte first, so byte 800 falls inside a character.
+    let odd = format!("x{}", "é".repeat(400));
+    let data = store("data", &[("custom", &odd)]);
+    let o = f
+        .with_stores(StoreSet::new([data]))
+        .call(Arc::new(ConnectionInfo::for_test()))
+        .await;
+    let custom = o.custom_data.unwrap();
+    assert_eq!(custom.len(), 799);
+    assert_eq!(custom, format!("x{}", "é".repeat(399)));
 }
 
 #[tokio::test]

@@ -91,6 +91,10 @@ fn inspect(conn: &Connection) -> Result<Decision> {
     }
     println!("hello from stdout");
     eprintln!("hello from stderr");
-    log_custom_data("inspected");
+    let custom = Kvs::open("data")
+        .ok()
+        .and_then(|store| store.get("custom").ok().flatten())
+        .unwrap_or_else(|| "inspected".to_owned());
+    log_custom_data(&custom);
     Ok(Decision::Allow)
 }
