@@ -54,28 +54,31 @@ fn main() {
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--release",
-        "--locked",
-        "--target",
-        TARGET,
-        "--manifest-path",
-    ])
-    .arg(root.join("functions").join("Cargo.toml"))
-    .arg("--target-dir")
-    .arg(&target_dir)
-    // The outer build's flags and wrappers are for the host, not the guests.
-    .env_remove("CARGO_ENCODED_RUSTFLAGS")
-    .env_remove("RUSTFLAGS")
-    .env_remove("RUSTC_WRAPPER")
-    .env_remove("RUSTC_WORKSPACE_WRAPPER")
-    .env_remove("CARGO_BUILD_TARGET")
-    .env_remove("CARGO_TARGET_DIR")
-    .env_remove("CARGO_LLVM_COV")
-    .env_remove("LLVM_PROFILE_FILE")
-    // Cargo parses a build script's stdout; keep the nested build's off it.
-    .stdout(Stdio::null());
+    // Run from functions/ so that its .cargo/config.toml (guest link flags)
+    // applies, as it does when a developer builds the guests by hand.
+    cmd.current_dir(root.join("functions"))
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            TARGET,
+            "--manifest-path",
+        ])
+        .arg(root.join("functions").join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // The outer build's flags and wrappers are for the host, not the guests.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_LLVM_COV")
+        .env_remove("LLVM_PROFILE_FILE")
+        // Cargo parses a build script's stdout; keep the nested build's off it.
+        .stdout(Stdio::null());
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("cannot run cargo to build the Wasm guests: {e}"));

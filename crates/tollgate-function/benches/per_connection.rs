@@ -77,7 +77,13 @@ fn main() {
     let function = rt
         .block_on(runtime.load(FunctionSpec {
             name: "revocation",
-            wasm: tollgate_guests::REVOCATION_WASM,
+            // BENCH_FUNCTION=counter measures the floor: a guest that makes
+            // one host call and decides.
+            wasm: if std::env::var("BENCH_FUNCTION").as_deref() == Ok("counter") {
+                tollgate_guests::COUNTER_WASM
+            } else {
+                tollgate_guests::REVOCATION_WASM
+            },
             limits: Limits::default(),
             stores: StoreSet::new([Arc::new(store)]),
         }))

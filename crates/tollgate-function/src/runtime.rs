@@ -191,7 +191,14 @@ impl Runtime {
             .max_memories_per_component(ceiling.memories)
             .max_tables_per_component(ceiling.tables)
             .max_memory_size(usize::try_from(ceiling.memory_bytes).unwrap_or(usize::MAX))
-            .table_elements(usize::try_from(ceiling.table_elements).unwrap_or(usize::MAX));
+            .table_elements(usize::try_from(ceiling.table_elements).unwrap_or(usize::MAX))
+            // Reset the first 128 KiB of a memory (and 64 KiB of tables) in
+            // place instead of returning them to the kernel: a function's
+            // stack, data and first heap pages live there (functions/ link
+            // a 64 KiB stack), and keeping them resident halves the cost of a
+            // call (page faults and madvise were half of it; PERFORMANCE.md).
+            .linear_memory_keep_resident(128 << 10)
+            .table_keep_resident(64 << 10);
 
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
