@@ -14,7 +14,7 @@ ci:
 
 # Build the example functions and test guests to Wasm components.
 guests:
-    cargo build --release --target wasm32-wasip2 --manifest-path functions/Cargo.toml
+    cd functions && cargo build --release --target wasm32-wasip2 --target-dir ../target/guests
 
 # Per-connection benchmark of the function runtime.
 bench:
