@@ -17,11 +17,13 @@
 
 mod base64;
 mod dn;
+mod encode;
 mod info;
 pub mod pem;
 mod san;
 
 pub use dn::{NameAttribute, format_rfc2253, parse_rfc2253};
+pub use encode::{rfc9440_item, rfc9440_list, url_encode_alb, url_encode_cloudfront};
 pub use info::{CertInfo, KeyUsage, serial_number_from_der};
 pub use san::{SubjectAltName, format_san_list, parse_san_list};
 
