@@ -2,24 +2,39 @@
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-pub fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
+/// Appends the base64 of `bytes` to `out`.
+pub(crate) fn encode_into(out: &mut String, bytes: &[u8]) {
+    out.reserve(bytes.len().div_ceil(3) * 4);
+    let mut chunks = bytes.chunks_exact(3);
+    for c in &mut chunks {
+        let n = (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]);
+        for shift in [18, 12, 6, 0] {
+            out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
         }
     }
-    out
+    match *chunks.remainder() {
+        [a] => {
+            let n = u32::from(a) << 16;
+            out.push(char::from(ALPHABET[(n >> 18) as usize & 63]));
+            out.push(char::from(ALPHABET[(n >> 12) as usize & 63]));
+            out.push_str("==");
+        }
+        [a, b] => {
+            let n = (u32::from(a) << 16) | (u32::from(b) << 8);
+            out.push(char::from(ALPHABET[(n >> 18) as usize & 63]));
+            out.push(char::from(ALPHABET[(n >> 12) as usize & 63]));
+            out.push(char::from(ALPHABET[(n >> 6) as usize & 63]));
+            out.push('=');
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn encode(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    encode_into(&mut s, bytes);
+    s
 }
 
 #[cfg(test)]
@@ -37,5 +52,8 @@ mod tests {
         ] {
             assert_eq!(super::encode(input.as_bytes()), want);
         }
+        // Every 6-bit value, including `+` and `/`.
+        assert_eq!(super::encode(&[0xfb, 0xff, 0xbf]), "+/+/");
+        assert_eq!(super::encode(&[0x00, 0x10, 0x83]), "ABCD");
     }
 }

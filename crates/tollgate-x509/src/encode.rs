@@ -1,10 +1,14 @@
-//! Encodings of a certificate for origin headers (reference §4).
+//! Encodings of a certificate for origin headers.
 
 use crate::base64;
 
 /// `:<base64 DER>:` — an RFC 9440 byte sequence, as in `Client-Cert`.
 pub fn rfc9440_item(der: &[u8]) -> String {
-    format!(":{}:", base64::encode(der))
+    let mut out = String::with_capacity(der.len().div_ceil(3) * 4 + 2);
+    out.push(':');
+    base64::encode_into(&mut out, der);
+    out.push(':');
+    out
 }
 
 /// `Client-Cert-Chain`: the items of the chain (leaf excluded), joined by
