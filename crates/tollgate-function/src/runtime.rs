@@ -118,7 +118,9 @@ pub enum LoadError {
     Instantiate(String),
 }
 
-/// Owns the engine, the linker and the epoch ticker.
+/// Owns the engine, the linker and the epoch ticker. Cloning shares them (a
+/// reloaded configuration compiles its functions into the same runtime).
+#[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<HostState>>,

@@ -668,7 +668,7 @@ async fn every_connection_field_reaches_the_function() {
     assert_eq!(value(&l, "int0.issuer"), "CN=Root CA,O=Tollgate Test");
     assert_eq!(
         value(&l, "int0.serial_hex"),
-        hex(&tollgate_x509::CertInfo::parse(&inter.der())
+        hex(tollgate_x509::CertInfo::parse(&inter.der())
             .unwrap()
             .serial_bytes())
     );

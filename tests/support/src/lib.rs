@@ -66,6 +66,64 @@ impl TestCa {
         self.issuer.pem()
     }
 
+    /// A server certificate for `names` (DNS names, or IP addresses when they
+    /// parse as one), serverAuth EKU.
+    pub fn server(&self, names: &[&str]) -> TestCert {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("server"),
+        );
+        params.distinguished_name = dn;
+        params.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*n).try_into().expect("an IA5 DNS name")),
+            })
+            .collect();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
+        params.not_after = OffsetDateTime::now_utc() + Duration::days(365);
+        let key = KeyPair::generate().expect("generate a key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign a server certificate");
+        TestCert {
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// A CRL (PEM) signed by this CA revoking the given certificates (DER).
+    pub fn crl(&self, revoked: &[&[u8]]) -> String {
+        let now = OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - Duration::hours(1),
+            next_update: now + Duration::days(7),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|der| rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&serial_of(der)),
+                    revocation_time: now - Duration::minutes(5),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer)
+            .expect("sign a CRL")
+            .pem()
+            .expect("PEM-encode a CRL")
+    }
+
     /// Starts a client certificate issued by this CA.
     pub fn client(&self, cn: &str) -> ClientCert<'_> {
         ClientCert {
@@ -143,6 +201,12 @@ impl ClientCert<'_> {
         self
     }
 
+    /// No extended key usage extension at all (any purpose).
+    pub fn no_eku(mut self) -> Self {
+        self.ekus = Vec::new();
+        self
+    }
+
     /// Replaces the extended key usages (default: clientAuth).
     pub fn server_auth_only(mut self) -> Self {
         self.ekus = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -176,6 +240,14 @@ impl ClientCert<'_> {
             key_pem: key.serialize_pem(),
         }
     }
+}
+
+/// The serial number bytes of a DER certificate (as the CRL lists them).
+pub fn serial_of(der: &[u8]) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) =
+        x509_parser::certificate::X509Certificate::from_der(der).expect("a DER certificate");
+    cert.raw_serial().to_vec()
 }
 
 /// A KVS import file (`{"data":[{"key":..,"value":..}]}`) as a string.

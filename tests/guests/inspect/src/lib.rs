@@ -94,7 +94,13 @@ fn inspect(conn: &Connection) -> Result<Decision> {
     let custom = Kvs::open("data")
         .ok()
         .and_then(|store| store.get("custom").ok().flatten())
-        .unwrap_or_else(|| "inspected".to_owned());
+        .unwrap_or_else(|| {
+            if conn.expiry_ignored() {
+                "inspected expiry-ignored".to_owned()
+            } else {
+                "inspected".to_owned()
+            }
+        });
     log_custom_data(&custom);
     Ok(Decision::Allow)
 }
