@@ -1,0 +1,126 @@
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// One connection attempt. Field names are CloudFront's connection-log names
+/// (reference §5), plus `serverPort`, `listener`, the function's duration and
+/// compute utilisation, and `reason` (why a connection failed, in words).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionRecord {
+    pub event_timestamp: String,
+    pub connection_id: String,
+    /// `Success` or `Failed:<Code>`.
+    pub connection_status: String,
+    pub client_ip: String,
+    pub client_port: u16,
+    pub server_ip: String,
+    pub server_port: u16,
+    pub listener: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cipher: Option<String>,
+    /// Milliseconds, from the first byte accepted to the end of the handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_sni: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_leaf_cert_serial_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_leaf_cert_subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_leaf_cert_issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_leaf_cert_validity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_log_custom_data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_name: Option<String>,
+    /// Milliseconds spent in the connection function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_duration: Option<f64>,
+    /// 0–100: the function's CPU time as a share of its time limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_compute_utilization: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expiry_ignored: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One HTTP request on an allowed connection.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRecord {
+    pub timestamp: String,
+    pub connection_id: String,
+    pub listener: String,
+    pub client_ip: String,
+    pub protocol: String,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub status: u16,
+    /// Response body bytes sent to the client.
+    pub bytes: u64,
+    /// Milliseconds from request head received to response head sent.
+    pub duration: f64,
+    /// The origin's status, absent when the origin was not reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_status: Option<u16>,
+    /// Milliseconds the origin took to answer (response head).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Now, as RFC 3339 UTC with milliseconds (`2026-11-22T15:43:11.123Z`).
+pub fn timestamp_now() -> String {
+    let now = OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+        .unwrap_or(now);
+    now.format(&Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_record_uses_cloudfront_names() {
+        let record = ConnectionRecord {
+            connection_id: "abc".into(),
+            connection_status: "Failed:ClientCertExpired".into(),
+            tls_handshake_duration: Some(1.5),
+            ..Default::default()
+        };
+        let json: serde_json::Value = serde_json::to_value(&record).unwrap();
+        for key in [
+            "eventTimestamp",
+            "connectionId",
+            "connectionStatus",
+            "clientIp",
+            "clientPort",
+            "serverIp",
+            "serverPort",
+            "tlsHandshakeDuration",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing in {json}");
+        }
+        assert!(json.get("expiryIgnored").is_none());
+        assert!(json.get("tlsSni").is_none());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_millis() {
+        let ts = timestamp_now();
+        assert!(ts.ends_with('Z'), "{ts}");
+        assert!(OffsetDateTime::parse(&ts, &Rfc3339).is_ok());
+        let frac = ts.rsplit('.').next().unwrap();
+        assert!(frac.len() <= 4, "{ts}");
+    }
+}
