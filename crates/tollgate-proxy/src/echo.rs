@@ -1,0 +1,110 @@
+//! The built-in origin: answers every request with a JSON document of what it
+//! received (method, path, headers, and the client certificate the proxy
+//! presented, when served over TLS). Used by `tollgate demo` and the tests.
+//! `?delay=MS` in the query delays the answer.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// Counts what reached the echo origin.
+#[derive(Debug, Default)]
+pub struct EchoStats {
+    pub requests: AtomicU64,
+    pub connections: AtomicU64,
+}
+
+/// Serves `listener` forever (until the task is dropped). With `tls`, every
+/// connection is TLS; a client certificate, if the config asks for one, is
+/// reported in the JSON as `clientCertificatePresented`.
+pub async fn serve_echo(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stats: Arc<EchoStats>,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        let stats = stats.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve_one(TokioIo::new(tcp), false, stats).await,
+                Some(cfg) => {
+                    let Ok(stream) = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await else {
+                        return;
+                    };
+                    let presented = stream.get_ref().1.peer_certificates().is_some();
+                    serve_one(TokioIo::new(stream), presented, stats).await
+                }
+            }
+        });
+    }
+}
+
+async fn serve_one<IO>(io: TokioIo<IO>, client_cert: bool, stats: Arc<EchoStats>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: Request<Incoming>| {
+        let stats = stats.clone();
+        async move {
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            // `?delay=MS` answers late: for shutdown and timeout tests.
+            let delay = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("delay=")))
+                .and_then(|ms| ms.parse::<u64>().ok());
+            if let Some(ms) = delay {
+                tokio::time::sleep(std::time::Duration::from_millis(ms.min(60_000))).await;
+            }
+            let method = req.method().to_string();
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let mut headers = serde_json::Map::new();
+            for (name, value) in req.headers() {
+                headers.insert(
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into(),
+                );
+            }
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let doc = serde_json::json!({
+                "method": method,
+                "path": path,
+                "headers": headers,
+                "bodyBytes": body.len(),
+                "clientCertificatePresented": client_cert,
+            });
+            let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            text.push('\n');
+            let response = Response::builder()
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(text)))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(io, service)
+        .await;
+}
