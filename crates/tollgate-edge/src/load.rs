@@ -1,0 +1,414 @@
+//! Turning a [`Config`] into everything a listener needs, loaded once: server
+//! certificates, trust stores, CRLs, verifiers, compiled functions, KVS data,
+//! origin clients, log sinks. `tollgate check` is this without binding.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tollgate_config::{Config, ListenerSection, LogTarget, MtlsMode, OnError, Problem};
+use tollgate_function::{Function, FunctionSpec, Limits, Runtime, RuntimeConfig, StoreSet};
+use tollgate_log::{Logger, SinkSpec};
+use tollgate_proxy::Origin;
+use tollgate_tls::{
+    ClientAuthMode, ClientAuthPolicy, ClientVerifier, CrlSet, ServerCertSpec, ServerCertificates,
+    TrustStore, TrustStoreLimits,
+};
+
+/// Everything loaded from a config, ready to bind.
+pub struct Loaded {
+    pub config: Config,
+    pub listeners: Vec<Arc<ListenerPlan>>,
+    /// Problems that do not stop the server (trust-store entries skipped, …).
+    pub warnings: Vec<Problem>,
+    /// Kept alive for the functions it compiled.
+    pub runtime: Runtime,
+    pub stores: tollgate_kvs::Stores,
+    pub loggers: Vec<Logger>,
+}
+
+/// One listener, loaded.
+pub struct ListenerPlan {
+    pub section: ListenerSection,
+    pub name: Arc<str>,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub mode: MtlsMode,
+    pub verifier: Option<Arc<ClientVerifier>>,
+    pub ignore_expiry: bool,
+    pub function: Option<(Function, OnError)>,
+    pub origin: Arc<Origin>,
+    pub connection_log: Logger,
+    pub access_log: Logger,
+}
+
+/// Why loading failed: every problem found, not just the first.
+#[derive(Debug)]
+pub struct LoadFailure {
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+impl std::fmt::Display for LoadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadFailure {}
+
+struct Collector<'a> {
+    source: &'a Path,
+    errors: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+impl Collector<'_> {
+    fn error(&mut self, file: &Path, context: impl Into<String>, message: impl std::fmt::Display) {
+        self.errors.push(Problem {
+            file: file.to_owned(),
+            context: context.into(),
+            message: message.to_string(),
+        });
+    }
+    fn warn(&mut self, file: &Path, context: impl Into<String>, message: impl std::fmt::Display) {
+        self.warnings.push(Problem {
+            file: file.to_owned(),
+            context: context.into(),
+            message: message.to_string(),
+        });
+    }
+    fn config_warn(&mut self, context: impl Into<String>, message: impl std::fmt::Display) {
+        let source = self.source.to_owned();
+        self.warn(&source, context, message);
+    }
+    fn config_error(&mut self, context: impl Into<String>, message: impl std::fmt::Display) {
+        let source = self.source.to_owned();
+        self.error(&source, context, message);
+    }
+}
+
+/// Loads everything `config` names. Log files are opened only when
+/// `open_logs` (not for `check`).
+pub async fn load(config: Config, open_logs: bool) -> Result<Loaded, LoadFailure> {
+    load_with(config, open_logs, None).await
+}
+
+/// [`load`], compiling into `runtime` when it has the same settings (a reload
+/// keeps the engine, its pool and its epoch thread).
+pub async fn load_with(
+    config: Config,
+    open_logs: bool,
+    runtime: Option<&Runtime>,
+) -> Result<Loaded, LoadFailure> {
+    let source = config.source.clone();
+    let mut c = Collector {
+        source: &source,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+
+    // Stores.
+    let mut stores = tollgate_kvs::Stores::new();
+    for (name, section) in &config.kvs {
+        let mut limits = tollgate_kvs::Limits::default();
+        if let Some(v) = section.max_key_bytes {
+            limits.max_key_bytes = v;
+        }
+        if let Some(v) = section.max_value_bytes {
+            limits.max_value_bytes = v;
+        }
+        if let Some(v) = section.max_store_bytes {
+            limits.max_store_bytes = v as u64;
+        }
+        let store = match &section.import {
+            None => Ok(tollgate_kvs::Store::new(name, limits)),
+            Some(path) => match std::fs::read(path) {
+                Ok(json) => tollgate_kvs::Store::from_import_json(name, limits, &json)
+                    .map_err(|e| (path.clone(), e.to_string())),
+                Err(e) => Err((path.clone(), format!("cannot read: {e}"))),
+            },
+        };
+        match store {
+            Ok(store) => stores.insert(Arc::new(store)),
+            Err((path, message)) => c.error(&path, format!("kvs.{name}.import"), message),
+        }
+    }
+
+    // Functions.
+    let reusable = runtime.filter(|rt| {
+        rt.config().max_concurrent_calls == config.runtime.max_concurrent_calls
+            && rt.config().cache_dir == config.runtime.cache_dir
+    });
+    let runtime = match reusable.cloned().map(Ok).unwrap_or_else(|| {
+        Runtime::new(RuntimeConfig {
+            max_concurrent_calls: config.runtime.max_concurrent_calls,
+            cache_dir: config.runtime.cache_dir.clone(),
+            ..RuntimeConfig::default()
+        })
+    }) {
+        Ok(rt) => rt,
+        Err(e) => {
+            c.config_error("runtime", e);
+            return Err(LoadFailure {
+                errors: c.errors,
+                warnings: c.warnings,
+            });
+        }
+    };
+    let mut functions: HashMap<String, Function> = HashMap::new();
+    for (name, section) in &config.functions {
+        let wasm = match std::fs::read(&section.wasm) {
+            Ok(w) => w,
+            Err(e) => {
+                c.error(
+                    &section.wasm,
+                    format!("functions.{name}.wasm"),
+                    format!("cannot read: {e}"),
+                );
+                continue;
+            }
+        };
+        let mut limits = Limits::default();
+        if let Some(t) = section.time_limit {
+            limits.time_us = t.as_micros().min(u64::MAX as u128) as u64;
+        }
+        if let Some(m) = section.memory_limit {
+            limits.memory_bytes = m;
+        }
+        let store_set = StoreSet::new(section.kvs.iter().filter_map(|s| stores.get(s)));
+        match runtime
+            .load(FunctionSpec {
+                name,
+                wasm: &wasm,
+                limits,
+                stores: store_set,
+            })
+            .await
+        {
+            Ok(f) => {
+                functions.insert(name.clone(), f);
+            }
+            Err(e) => c.error(&section.wasm, format!("functions.{name}"), e),
+        }
+    }
+
+    // Log sinks, shared by target so that lines never interleave.
+    let mut loggers: HashMap<LogTarget, Logger> = HashMap::new();
+    let mut logger_for = |c: &mut Collector<'_>, target: &LogTarget, context: &str| -> Logger {
+        if let Some(l) = loggers.get(target) {
+            return l.clone();
+        }
+        let spec = match target {
+            LogTarget::Stdout => SinkSpec::Stdout,
+            LogTarget::Off => SinkSpec::Off,
+            LogTarget::File(p) => SinkSpec::File(p.clone()),
+        };
+        let logger = if open_logs {
+            Logger::open(&spec)
+        } else {
+            // check: only make sure the directory exists.
+            if let LogTarget::File(p) = target
+                && let Some(dir) = p.parent()
+                && !dir.as_os_str().is_empty()
+                && !dir.is_dir()
+            {
+                c.config_error(
+                    context.to_owned(),
+                    format!("log directory {} does not exist", dir.display()),
+                );
+            }
+            Logger::open(&SinkSpec::Off)
+        };
+        match logger {
+            Ok(l) => {
+                loggers.insert(target.clone(), l.clone());
+                l
+            }
+            Err(e) => {
+                c.config_error(context.to_owned(), e);
+                Logger::open(&SinkSpec::Off)
+                    .unwrap_or_else(|_| unreachable!("an Off sink cannot fail"))
+            }
+        }
+    };
+
+    let mut listeners = Vec::new();
+    for section in &config.listeners {
+        let ctx = |key: &str| format!("listener {:?} {key}", section.name);
+        let logs = config.listener_logs(section).clone();
+        let connection_log = logger_for(&mut c, &logs.connection, &ctx("logs.connection"));
+        let access_log = logger_for(&mut c, &logs.access, &ctx("logs.access"));
+
+        let specs: Vec<ServerCertSpec> = section
+            .certificates
+            .iter()
+            .map(|cs| ServerCertSpec {
+                names: cs.names.clone(),
+                cert: cs.cert.clone(),
+                key: cs.key.clone(),
+            })
+            .collect();
+        let certs = match ServerCertificates::load(&specs) {
+            Ok(certs) => {
+                let now = time::OffsetDateTime::now_utc();
+                for (names, not_after) in certs.summaries() {
+                    if not_after < now {
+                        c.warn(
+                            &source,
+                            ctx("certificate"),
+                            format!("the certificate for {names:?} expired on {not_after}"),
+                        );
+                    }
+                }
+                Some(certs)
+            }
+            Err(e) => {
+                c.config_error(ctx("certificate"), e);
+                None
+            }
+        };
+
+        let m = &section.mtls;
+        let verifier = match m.mode {
+            MtlsMode::Off => None,
+            MtlsMode::Passthrough => Some(ClientVerifier::new(ClientAuthPolicy {
+                mode: ClientAuthMode::Passthrough,
+                trust: Arc::new(TrustStore::empty()),
+                crls: Arc::new(CrlSet::empty()),
+                ignore_expiry: m.ignore_certificate_expiry,
+                advertise_ca_names: false,
+                max_chain_depth: m.max_chain_depth,
+            })),
+            MtlsMode::Required | MtlsMode::Optional => {
+                let limits = TrustStoreLimits {
+                    max_bundle_bytes: m.max_bundle_bytes,
+                    max_certs: m.max_ca_certs,
+                    max_cert_bytes: m.max_cert_bytes,
+                };
+                let trust_path = m.trust_store.clone().unwrap_or_default();
+                match TrustStore::load(&trust_path, &limits) {
+                    Ok(trust) => {
+                        for w in trust.warnings() {
+                            c.warn(&trust_path, ctx("mtls.trust_store"), w);
+                        }
+                        let crls = if m.crls.is_empty() {
+                            Ok(CrlSet::empty())
+                        } else {
+                            CrlSet::load(&m.crls, &trust)
+                        };
+                        if let Ok(crls) = &crls {
+                            for w in crls.warnings() {
+                                c.config_warn(ctx("mtls.crls"), w);
+                            }
+                        }
+                        match crls {
+                            Ok(crls) => Some(ClientVerifier::new(ClientAuthPolicy {
+                                mode: if m.mode == MtlsMode::Required {
+                                    ClientAuthMode::Required
+                                } else {
+                                    ClientAuthMode::Optional
+                                },
+                                trust: Arc::new(trust),
+                                crls: Arc::new(crls),
+                                ignore_expiry: m.ignore_certificate_expiry,
+                                advertise_ca_names: m.advertise_ca_names,
+                                max_chain_depth: m.max_chain_depth,
+                            })),
+                            Err(e) => {
+                                c.config_error(ctx("mtls.crls"), e);
+                                None
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        c.error(&trust_path, ctx("mtls.trust_store"), e);
+                        None
+                    }
+                }
+            }
+        };
+
+        let tls = match &certs {
+            Some(certs) => match tollgate_tls::server_config(certs.clone(), verifier.clone()) {
+                Ok(cfg) => Some(Arc::new(cfg)),
+                Err(e) => {
+                    c.config_error(ctx("tls"), e);
+                    None
+                }
+            },
+            None => None,
+        };
+
+        let origin_tls = match section.origin.parsed_url() {
+            Ok(url) if url.https => {
+                let client = section
+                    .origin
+                    .client_cert
+                    .as_deref()
+                    .zip(section.origin.client_key.as_deref());
+                match tollgate_tls::origin_client_config(section.origin.ca.as_deref(), client) {
+                    Ok(cfg) => Some(cfg),
+                    Err(e) => {
+                        c.config_error(ctx("origin"), e);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let origin = match Origin::new(&section.origin, origin_tls) {
+            Ok(o) => Some(Arc::new(o)),
+            Err(e) => {
+                c.config_error(ctx("origin"), e);
+                None
+            }
+        };
+
+        let function = section.function.as_ref().and_then(|f| {
+            functions
+                .get(&f.name)
+                .map(|func| (func.clone(), f.on_error))
+        });
+        if m.mode == MtlsMode::Passthrough && section.function.is_none() {
+            c.warn(&source, ctx("mtls.mode"), "passthrough validates no certificate and no function is configured: any client key is admitted");
+        }
+
+        if let (Some(tls), Some(origin)) = (tls, origin)
+            && (m.mode == MtlsMode::Off || verifier.is_some())
+        {
+            listeners.push(Arc::new(ListenerPlan {
+                name: Arc::from(section.name.as_str()),
+                section: section.clone(),
+                tls,
+                mode: m.mode,
+                verifier,
+                ignore_expiry: m.ignore_certificate_expiry,
+                function,
+                origin,
+                connection_log,
+                access_log,
+            }));
+        }
+    }
+
+    if !c.errors.is_empty() {
+        return Err(LoadFailure {
+            errors: c.errors,
+            warnings: c.warnings,
+        });
+    }
+    Ok(Loaded {
+        config,
+        listeners,
+        warnings: c.warnings,
+        runtime,
+        stores,
+        loggers: loggers.into_values().collect(),
+    })
+}

@@ -1,0 +1,264 @@
+//! Listeners: bind, accept under a connection cap, hand each connection to
+//! [`crate::connection`], swap in reloaded configurations, and shut down
+//! gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tollgate_config::{Config, Problem};
+use tollgate_log::Logger;
+
+use crate::load::{ListenerPlan, LoadFailure, Loaded, load_with};
+
+/// A listener's current plan. Each accepted connection takes the plan of the
+/// moment and keeps it to the end, so a reload never changes a connection
+/// (or a function call) in flight.
+struct Slot {
+    name: String,
+    address: SocketAddr,
+    plan: ArcSwap<ListenerPlan>,
+}
+
+/// What a reload keeps: the runtime (engine, pool, epoch thread) and the
+/// log sinks in use.
+struct Current {
+    runtime: tollgate_function::Runtime,
+    loggers: Vec<Logger>,
+    stores: tollgate_kvs::Stores,
+}
+
+/// A loaded configuration with its sockets bound.
+pub struct Server {
+    slots: Vec<Arc<Slot>>,
+    sockets: Vec<TcpListener>,
+    current: Arc<Mutex<Current>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("listener {name:?}: cannot listen on {address}: {source}")]
+pub struct BindError {
+    pub name: String,
+    pub address: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Why a reload was refused; the server keeps serving what it had.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Load(LoadFailure),
+    #[error(
+        "the listeners changed ({0}); adding, removing, renaming or moving a listener needs a restart"
+    )]
+    Listeners(String),
+}
+
+/// Reloads a running [`Server`]; cheap to clone.
+#[derive(Clone)]
+pub struct Reloader {
+    slots: Vec<Arc<Slot>>,
+    current: Arc<Mutex<Current>>,
+}
+
+impl Server {
+    /// Binds every listener's address.
+    pub async fn bind(loaded: Loaded) -> Result<Server, BindError> {
+        let mut slots = Vec::new();
+        let mut sockets = Vec::new();
+        for plan in &loaded.listeners {
+            let address = plan.section.address;
+            let socket = TcpListener::bind(address)
+                .await
+                .map_err(|source| BindError {
+                    name: plan.name.to_string(),
+                    address,
+                    source,
+                })?;
+            slots.push(Arc::new(Slot {
+                name: plan.name.to_string(),
+                address,
+                plan: ArcSwap::new(plan.clone()),
+            }));
+            sockets.push(socket);
+        }
+        let current = Current {
+            runtime: loaded.runtime,
+            loggers: loaded.loggers,
+            stores: loaded.stores,
+        };
+        Ok(Server {
+            slots,
+            sockets,
+            current: Arc::new(Mutex::new(current)),
+        })
+    }
+
+    /// The bound addresses, by listener name (port 0 in the config is resolved).
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.slots
+            .iter()
+            .zip(&self.sockets)
+            .filter_map(|(slot, l)| l.local_addr().ok().map(|a| (slot.name.clone(), a)))
+            .collect()
+    }
+
+    /// The log sinks in use (for SIGHUP's reopen).
+    pub fn loggers(&self) -> Vec<Logger> {
+        self.current
+            .lock()
+            .map(|c| c.loggers.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            slots: self.slots.clone(),
+            current: self.current.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight
+    /// requests finish (each listener's `shutdown_grace`, the longest wins),
+    /// closes what is left, and flushes the logs.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let sockets = std::mem::take(&mut self.sockets);
+        let mut acceptors = JoinSet::new();
+        let mut grace = Duration::ZERO;
+        for (slot, socket) in self.slots.iter().zip(sockets) {
+            let plan = slot.plan.load();
+            grace = grace.max(plan.section.limits.shutdown_grace);
+            let cap = plan.section.limits.max_connections;
+            acceptors.spawn(accept_loop(slot.clone(), cap, socket, stop_rx.clone()));
+        }
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; in-flight requests have {grace:?}");
+        let _ = stop_tx.send(true);
+        let drain = async { while acceptors.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace + Duration::from_secs(1), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; closing the remaining connections");
+        }
+        for logger in self.loggers() {
+            logger.flush();
+        }
+    }
+}
+
+impl Reloader {
+    /// The log sinks in use.
+    pub fn loggers(&self) -> Vec<Logger> {
+        self.current
+            .lock()
+            .map(|c| c.loggers.clone())
+            .unwrap_or_default()
+    }
+
+    /// Loads `config` in full and, only if everything loads and the listeners
+    /// are the same (names and addresses), swaps every listener's plan. New
+    /// connections get the new plan; established ones keep theirs. On any
+    /// error nothing changes. Returns the new configuration's warnings.
+    pub async fn reload(&self, config: Config) -> Result<Vec<Problem>, ReloadError> {
+        let (old_listeners, runtime) = {
+            let current = self
+                .current
+                .lock()
+                .map_err(|_| ReloadError::Listeners("internal: reload state poisoned".into()))?;
+            (
+                self.slots
+                    .iter()
+                    .map(|s| (s.name.clone(), s.address))
+                    .collect::<Vec<_>>(),
+                current.runtime.clone(),
+            )
+        };
+        let new_listeners: Vec<(String, SocketAddr)> = config
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.address))
+            .collect();
+        if new_listeners != old_listeners {
+            let show = |v: &[(String, SocketAddr)]| {
+                v.iter()
+                    .map(|(n, a)| format!("{n}@{a}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(ReloadError::Listeners(format!(
+                "{} → {}",
+                show(&old_listeners),
+                show(&new_listeners)
+            )));
+        }
+        let loaded = load_with(config, true, Some(&runtime))
+            .await
+            .map_err(ReloadError::Load)?;
+        for (slot, plan) in self.slots.iter().zip(&loaded.listeners) {
+            slot.plan.store(plan.clone());
+        }
+        if let Ok(mut current) = self.current.lock() {
+            let old = std::mem::replace(&mut current.loggers, loaded.loggers);
+            for logger in old {
+                logger.flush();
+            }
+            current.runtime = loaded.runtime;
+            current.stores = loaded.stores;
+        }
+        Ok(loaded.warnings)
+    }
+}
+
+async fn accept_loop(
+    slot: Arc<Slot>,
+    cap: usize,
+    socket: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
+    let cap = Arc::new(Semaphore::new(cap));
+    let mut connections = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            permit = cap.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let accepted = tokio::select! {
+            accepted = socket.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        // Reap finished connection tasks so the set stays small.
+        while connections.try_join_next().is_some() {}
+        match accepted {
+            Ok((tcp, client)) => {
+                let plan = slot.plan.load_full();
+                let stop = stop.clone();
+                connections.spawn(async move {
+                    crate::connection::handle(plan, tcp, client, stop).await;
+                    drop(permit);
+                });
+            }
+            Err(err) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(listener = %slot.name, error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(socket);
+    let grace = slot.plan.load().section.limits.shutdown_grace;
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drain).await.is_err() {
+        tracing::warn!(listener = %slot.name, open = connections.len(), "closing connections still open after the grace period");
+        connections.shutdown().await;
+    }
+}
