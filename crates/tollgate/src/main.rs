@@ -2,6 +2,7 @@
 
 mod demo;
 mod runner;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -25,10 +26,16 @@ enum Command {
     /// Exit status: 0 when the expectation holds (or none was given), 1 when
     /// it does not, 2 for unusable input.
     Test(Box<runner::TestArgs>),
-    /// Show a connection function at work: the example revocation function
-    /// on a freshly generated dev PKI (a valid, a revoked and a missing
-    /// client certificate).
-    Demo,
+    /// Run the mTLS edge proxy.
+    Serve(serve::ServeArgs),
+    /// Check a configuration: load everything the server would (certificates,
+    /// trust stores, CRLs, functions, KVS files) and list every problem.
+    ///
+    /// Exit status: 0 when it would serve (warnings are listed), 1 on errors.
+    Check(serve::ServeArgs),
+    /// Run the proxy on a generated dev PKI with the example revocation
+    /// function and a built-in origin, and print curl commands to try.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,12 +49,18 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Test(args) => runner::main(*args),
-        Command::Demo => match demo::main() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Serve(args) => report(serve::serve(args)),
+        Command::Check(args) => serve::check(args),
+        Command::Demo(args) => report(demo::main(args)),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

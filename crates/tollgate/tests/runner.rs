@@ -321,33 +321,6 @@ expect = "allow"
     assert!(stderr(&o).contains("broken.toml"), "{}", stderr(&o));
 }
 
-#[test]
-fn the_demo_shows_allow_revoked_and_missing() {
-    let o = tollgate(&["demo"]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
-    let line = |label: &str| {
-        out.lines()
-            .find(|l| l.starts_with(label))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert!(
-        line("valid client certificate").contains("→ allow  Success, log: VALID:"),
-        "{out}"
-    );
-    assert!(
-        line("revoked client certificate").contains(
-            "Failed:ConnectionFunctionDenied, reason: certificate revoked, log: REVOKED:"
-        ),
-        "{out}"
-    );
-    assert!(
-        line("no client certificate").contains("reason: no client certificate"),
-        "{out}"
-    );
-}
-
 /// The guest SDK's README shows the revocation example in full; keep the two
 /// identical so the documented function is the tested one.
 #[test]

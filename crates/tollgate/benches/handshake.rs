@@ -1,0 +1,352 @@
+//! Full mTLS handshakes per server CPU-second: a bare rustls server, Tollgate
+//! without a function, and Tollgate running the `revocation` function over a
+//! 1,000,000-key store. Each server is its own process; its CPU time is read
+//! from /proc, so the load generator's own work is not counted.
+//!
+//! ```text
+//! cargo bench -p tollgate --bench handshake
+//! BENCH_SECS=5 BENCH_ROUNDS=3 BENCH_CLIENTS=3 cargo bench -p tollgate --bench handshake
+//! ```
+//!
+//! Every connection: TCP connect, TLS 1.3 full handshake with an ECDSA P-256
+//! client certificate (client resumption off; the servers offer none either),
+//! client close_notify, read to EOF. Figures go to docs/PERFORMANCE.md.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
+use tollgate_testkit::{TestCa, write};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if std::env::var("BENCH_ROLE").as_deref() == Ok("bare-server") {
+        return bare_server();
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let secs = env_or("BENCH_SECS", 5);
+    let rounds = env_or("BENCH_ROUNDS", 3);
+    let clients = env_or("BENCH_CLIENTS", 3);
+    let keys = env_or("BENCH_KEYS", 1_000_000);
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = TestCa::root("Bench Root");
+    let server_ca = TestCa::root("Bench Server CA");
+    let server = server_ca.server(&["localhost"]);
+    let client = root.client("bench-client").build();
+    let revoked = root.client("revoked").build();
+    write(d, "server.pem", &server.pem);
+    write(d, "server.key", &server.key_pem);
+    write(d, "trust.pem", root.pem());
+    write(d, "root.crl", root.crl(&[&revoked.der]));
+    write(d, "revocation.wasm", tollgate_guests::REVOCATION_WASM);
+    let mut json = String::with_capacity(keys as usize * 64);
+    json.push_str("{\"data\":[");
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for i in 0..keys {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&format!(
+            "{{\"key\":\"{:016x}{:016x}\",\"value\":\"r\"}}",
+            x,
+            x.rotate_left(29)
+        ));
+    }
+    json.push_str("]}");
+    write(d, "revoked.json", json);
+
+    let config = |function: bool| {
+        let mut text = String::from(
+            r#"[logs]
+connection = "connections.log"
+access = "off"
+
+[[listener]]
+name = "bench"
+address = "127.0.0.1:0"
+[[listener.certificate]]
+names = ["localhost"]
+cert = "server.pem"
+key = "server.key"
+[listener.mtls]
+mode = "required"
+trust_store = "trust.pem"
+crls = ["root.crl"]
+[listener.origin]
+url = "http://127.0.0.1:9"
+"#,
+        );
+        if function {
+            text.push_str(
+                r#"[listener.function]
+name = "revocation"
+[functions.revocation]
+wasm = "revocation.wasm"
+kvs = ["revoked"]
+[kvs.revoked]
+import = "revoked.json"
+max_store_bytes = 268435456
+"#,
+            );
+        }
+        text
+    };
+    write(d, "plain.toml", config(false));
+    write(d, "function.toml", config(true));
+
+    let client_config = {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(server_ca.der())).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(client.key_pem.as_bytes()).unwrap();
+        let mut c = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![CertificateDer::from(client.der.clone())], key)
+            .unwrap();
+        c.resumption = rustls::client::Resumption::disabled();
+        Arc::new(c)
+    };
+
+    println!(
+        "handshake bench: {rounds} rounds x {secs} s per server, {clients} client threads, store {keys} keys"
+    );
+    let mut totals: Vec<(&str, f64, f64)> = Vec::new();
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    for round in 0..rounds {
+        // One server process at a time, started when its turn comes.
+        for (name, config) in [
+            ("bare rustls", None),
+            ("tollgate, no function", Some("plain.toml")),
+            ("tollgate + revocation (1M keys)", Some("function.toml")),
+        ] {
+            if !only.is_empty() && !name.contains(only.as_str()) {
+                continue;
+            }
+            let mut child = match config {
+                None => spawn_bare(d),
+                Some(config) => spawn_tollgate(d, config),
+            };
+            let addr = child.1;
+            let (count, wall, cpu) = load(addr, child.0.id(), client_config.clone(), clients, secs);
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+            println!(
+                "round {}: {name:<34} {count:>7} handshakes  {:>7.0}/s wall  {:>7.0}/CPU-s server  (server CPU {:.2} s)",
+                round + 1,
+                count as f64 / wall,
+                count as f64 / cpu,
+                cpu
+            );
+            match totals.iter_mut().find(|t| t.0 == name) {
+                Some(t) => {
+                    t.1 += count as f64;
+                    t.2 += cpu;
+                }
+                None => totals.push((name, count as f64, cpu)),
+            }
+        }
+    }
+    println!("\nsummary (all rounds): handshakes per server CPU-second");
+    for (name, count, cpu) in &totals {
+        println!("  {name:<34} {:>7.0}", count / cpu);
+    }
+    if totals.len() == 3 {
+        let plain = totals[1].1 / totals[1].2;
+        let function = totals[2].1 / totals[2].2;
+        println!(
+            "  function cost: {:.1} % of handshake throughput (budget 3 %)",
+            (1.0 - function / plain) * 100.0
+        );
+    }
+}
+
+/// Spawns `tollgate serve`; returns the child and its address.
+fn spawn_tollgate(dir: &Path, config: &str) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["serve", "--config"])
+        .arg(dir.join(config))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = read_addr(&mut child, "tollgate: listener");
+    (child, addr)
+}
+
+fn spawn_bare(dir: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env("BENCH_ROLE", "bare-server")
+        .env("BENCH_DIR", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = read_addr(&mut child, "bare: listening");
+    (child, addr)
+}
+
+fn read_addr(child: &mut Child, prefix: &str) -> SocketAddr {
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    loop {
+        let Some(Ok(line)) = lines.next() else {
+            panic!("the server did not start:\n{seen}");
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with(prefix) {
+            let addr = line.rsplit(' ').next().unwrap().parse().unwrap();
+            // Keep draining stderr so the child never blocks on it.
+            std::thread::spawn(move || for _ in lines {});
+            return addr;
+        }
+    }
+}
+
+/// Server CPU time (user + system) in seconds, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+fn load(
+    addr: SocketAddr,
+    pid: u32,
+    config: Arc<rustls::ClientConfig>,
+    clients: u64,
+    secs: u64,
+) -> (u64, f64, f64) {
+    // Warm up (compiles, page faults, pools).
+    for _ in 0..50 {
+        one(addr, config.clone());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let cpu0 = cpu_seconds(pid);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (stop, count, config) = (stop.clone(), count.clone(), config.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if one(addr, config.clone()) {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu0;
+    (count.load(Ordering::Relaxed), wall, cpu)
+}
+
+/// One connection: full handshake, close_notify, read to EOF.
+fn one(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> bool {
+    let Ok(mut tcp) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut conn =
+        rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut tcp).is_err() {
+            return false;
+        }
+    }
+    conn.send_close_notify();
+    let _ = conn.complete_io(&mut tcp);
+    let mut buf = [0u8; 256];
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    true
+}
+
+/// The reference point: a plain rustls mTLS server (same certificates, the
+/// same CRL), handshake then wait for the client to close.
+fn bare_server() {
+    let dir = std::path::PathBuf::from(std::env::var("BENCH_DIR").unwrap());
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&read("trust.pem")) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let crls = CertificateRevocationListDer::pem_slice_iter(&read("root.crl"))
+        .map(|c| c.unwrap())
+        .collect::<Vec<_>>();
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .with_crls(crls)
+        .build()
+        .unwrap();
+    let certs = CertificateDer::pem_slice_iter(&read("server.pem"))
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(&read("server.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        eprintln!("bare: listening {}", listener.local_addr().unwrap());
+        let _ = std::io::stderr().flush();
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                if let Ok(mut stream) = acceptor.accept(tcp).await {
+                    let mut buf = [0u8; 256];
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+}

@@ -1,0 +1,173 @@
+//! `tollgate serve` and `tollgate check`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tollgate_config::Config;
+use tollgate_edge::Server;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The configuration file (TOML; see docs/configuration.md).
+    #[arg(long, short)]
+    pub config: PathBuf,
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tollgate")
+        .build()
+        .context("starting the async runtime")
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    runtime()?.block_on(serve_config(config, None))
+}
+
+/// Called once the listeners are bound, with their names and addresses.
+pub type OnReady = Box<dyn FnOnce(&[(String, std::net::SocketAddr)]) + Send>;
+
+/// Loads, binds, prints the listening addresses, and serves until SIGTERM or
+/// Ctrl-C. `ready` receives the bound addresses (for the demo).
+pub async fn serve_config(config: Config, ready: Option<OnReady>) -> anyhow::Result<()> {
+    let loaded = tollgate_edge::load(config, true)
+        .await
+        .map_err(|failure| anyhow::anyhow!("{failure}"))
+        .context("the configuration cannot be served")?;
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    // Signal handlers first: a SIGHUP or SIGTERM right after the listeners
+    // are announced must not hit the default action (terminate).
+    #[cfg(unix)]
+    let mut hup = {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::hangup()).context("installing the SIGHUP handler")?
+    };
+    let shutdown = shutdown_signal()?;
+    let source = config_path(&loaded);
+    let server = Server::bind(loaded).await?;
+    let addrs = server.local_addrs();
+    for (name, addr) in &addrs {
+        eprintln!("tollgate: listener {name:?} on {addr}");
+    }
+    if let Some(ready) = ready {
+        ready(&addrs);
+    }
+    // SIGHUP: reload the configuration from disk (certificates, trust stores,
+    // CRLs, functions, stores, origins, log files); if it does not load, keep
+    // serving the previous one and just reopen its log files.
+    #[cfg(unix)]
+    {
+        let reloader = server.reloader();
+        let loggers = server.loggers();
+        tokio::spawn(async move {
+            let mut loggers = loggers;
+            while hup.recv().await.is_some() {
+                match reload(&reloader, &source).await {
+                    Ok(new_loggers) => loggers = new_loggers,
+                    Err(e) => {
+                        eprintln!(
+                            "tollgate: reload refused, still serving the previous configuration:\n{e}"
+                        );
+                        for logger in &loggers {
+                            logger.reopen();
+                        }
+                    }
+                }
+            }
+        });
+    }
+    server.run(shutdown).await;
+    Ok(())
+}
+
+fn config_path(loaded: &tollgate_edge::Loaded) -> PathBuf {
+    loaded.config.source.clone()
+}
+
+/// Reloads the configuration file; returns the log sinks now in use.
+async fn reload(
+    reloader: &tollgate_edge::Reloader,
+    path: &Path,
+) -> anyhow::Result<Vec<tollgate_log::Logger>> {
+    let config = Config::load(path)?;
+    let warnings = reloader.reload(config).await?;
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    eprintln!("tollgate: configuration reloaded from {}", path.display());
+    Ok(reloader.loggers())
+}
+
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is
+/// called, not when the future is first polled.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    let mut term = {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?
+    };
+    let ctrl_c = tokio::signal::ctrl_c();
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        eprintln!("tollgate: shutting down");
+    })
+}
+
+/// `tollgate check`: exit 0 when the config would serve (warnings listed),
+/// 1 when it has errors, each printed with its file and reason.
+pub fn check(args: ServeArgs) -> ExitCode {
+    match check_inner(&args.config) {
+        Ok((errors, warnings)) => {
+            for e in &errors {
+                println!("error: {e}");
+            }
+            if !warnings.is_empty() {
+                println!("warnings:");
+                for w in &warnings {
+                    println!("  warning: {w}");
+                }
+            }
+            if errors.is_empty() {
+                println!("{}: ok", args.config.display());
+                ExitCode::SUCCESS
+            } else {
+                println!(
+                    "{}: {} error{}",
+                    args.config.display(),
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                );
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+type Findings = (Vec<tollgate_config::Problem>, Vec<tollgate_config::Problem>);
+
+fn check_inner(path: &Path) -> anyhow::Result<Findings> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return Ok((e.problems(), Vec::new())),
+    };
+    let result = runtime()?.block_on(tollgate_edge::load(config, false));
+    Ok(match result {
+        Ok(loaded) => (Vec::new(), loaded.warnings),
+        Err(failure) => (failure.errors, failure.warnings),
+    })
+}
