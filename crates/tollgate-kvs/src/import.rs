@@ -63,6 +63,9 @@ pub enum ImportError {
     DuplicateData,
     #[error("unknown top-level field {0:?} (only \"data\" is allowed)")]
     UnknownField(String),
+    /// The durable state refused the import; nothing was published.
+    #[error("the import could not be made durable: {0}")]
+    NotDurable(String),
     /// Entries are numbered from 0, in file order.
     #[error("entry {index}{}: {problem}", key_note(.key))]
     Entry {
@@ -84,6 +87,38 @@ fn key_note(key: &Option<String>) -> String {
         }
         Some(k) => format!(" (key {k:?})"),
     }
+}
+
+/// Checks one entry against the limits, `so_far` bytes of the store before it.
+pub(crate) fn check_entry(
+    key: &str,
+    value: &[u8],
+    limits: &Limits,
+    so_far: u64,
+) -> Result<(), EntryProblem> {
+    if key.is_empty() {
+        return Err(EntryProblem::EmptyKey);
+    }
+    if key.len() > limits.max_key_bytes {
+        return Err(EntryProblem::KeyTooLong {
+            len: key.len(),
+            max: limits.max_key_bytes,
+        });
+    }
+    if value.len() > limits.max_value_bytes {
+        return Err(EntryProblem::ValueTooLong {
+            len: value.len(),
+            max: limits.max_value_bytes,
+        });
+    }
+    let size = so_far + (key.len() + value.len()) as u64;
+    if size > limits.max_store_bytes {
+        return Err(EntryProblem::StoreTooLarge {
+            size,
+            max: limits.max_store_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// Parses an import file into a builder, checking every limit.
@@ -247,30 +282,12 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
                 key: Some(key.to_string()),
                 problem,
             };
-            let limits = self.limits;
-            if key.is_empty() {
-                return Err(fail(self.failure, entry_error(EntryProblem::EmptyKey)));
-            }
-            if key.len() > limits.max_key_bytes {
-                let p = EntryProblem::KeyTooLong {
-                    len: key.len(),
-                    max: limits.max_key_bytes,
-                };
-                return Err(fail(self.failure, entry_error(p)));
-            }
-            if value.len() > limits.max_value_bytes {
-                let p = EntryProblem::ValueTooLong {
-                    len: value.len(),
-                    max: limits.max_value_bytes,
-                };
-                return Err(fail(self.failure, entry_error(p)));
-            }
-            let size = self.builder.total_bytes() + (key.len() + value.len()) as u64;
-            if size > limits.max_store_bytes {
-                let p = EntryProblem::StoreTooLarge {
-                    size,
-                    max: limits.max_store_bytes,
-                };
+            if let Err(p) = check_entry(
+                &key,
+                value.as_bytes(),
+                self.limits,
+                self.builder.total_bytes(),
+            ) {
                 return Err(fail(self.failure, entry_error(p)));
             }
             if let Err(first) = self.builder.insert(&key, value.as_bytes()) {

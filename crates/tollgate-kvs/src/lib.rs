@@ -16,7 +16,7 @@ mod store;
 
 pub use import::{EntryProblem, ImportError, parse_import};
 pub use snapshot::{Meta, Snapshot};
-pub use store::{Store, Stores, UpdateError};
+pub use store::{Change, Persist, Restored, Store, Stores, UpdateError};
 
 use serde::{Deserialize, Serialize};
 

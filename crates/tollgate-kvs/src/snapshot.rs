@@ -213,11 +213,21 @@ impl Builder {
     }
 
     pub fn finish(self, created: SystemTime, version: u64, etag: String) -> Snapshot {
+        self.finish_at(created, SystemTime::now(), version, etag)
+    }
+
+    pub fn finish_at(
+        self,
+        created: SystemTime,
+        last_modified: SystemTime,
+        version: u64,
+        etag: String,
+    ) -> Snapshot {
         let meta = Meta {
             key_count: self.entries.len() as u64,
             total_size_bytes: self.total,
             created,
-            last_modified: SystemTime::now(),
+            last_modified,
             etag,
             version,
         };

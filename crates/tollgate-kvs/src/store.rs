@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 
 use crate::import::{EntryProblem, ImportError};
-use crate::snapshot::{Builder, Snapshot};
+use crate::snapshot::{Builder, Meta, Snapshot};
 use crate::{Limits, import};
 
 /// A write that was refused. Nothing was changed.
@@ -24,9 +24,46 @@ pub enum UpdateError {
     PutAndDelete(String),
     #[error("key {0:?} is put twice")]
     DuplicatePut(String),
+    /// An import body that cannot be used.
+    #[error("{0}")]
+    Import(String),
     /// A put breaks a limit (the problem names which).
     #[error("put of key {key:?}: {problem}")]
     Invalid { key: String, problem: EntryProblem },
+    /// The durable state refused the write; nothing was published.
+    #[error("the write could not be made durable: {0}")]
+    NotDurable(String),
+}
+
+/// A change about to be published, as the durable state sees it.
+pub enum Change<'a> {
+    /// The whole contents become this snapshot's (an import).
+    Replace(&'a Snapshot),
+    /// Keys put (new or changed values) and keys deleted.
+    Update {
+        puts: &'a [(String, Vec<u8>)],
+        deletes: &'a [String],
+    },
+}
+
+/// Makes a store's writes durable before they are published: called under
+/// the store's write lock with the change and the meta of the new snapshot.
+/// An error refuses the write and nothing is published, so a write that
+/// returned `Ok` is durable.
+pub trait Persist: Send + Sync {
+    fn persist(&self, store: &str, change: Change<'_>, meta: &Meta) -> Result<(), String>;
+}
+
+/// Keys put and keys deleted by one update.
+type Edits<'a> = (&'a [(String, Vec<u8>)], &'a [String]);
+
+/// What a restored store continues from.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub created: SystemTime,
+    pub last_modified: SystemTime,
+    pub version: u64,
+    pub etag: String,
 }
 
 /// One named store.
@@ -38,6 +75,7 @@ pub struct Store {
     write: Mutex<()>,
     created: SystemTime,
     salt: u64,
+    persist: Option<Arc<dyn Persist>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -69,7 +107,47 @@ impl Store {
             write: Mutex::new(()),
             created,
             salt,
+            persist: None,
         }
+    }
+
+    /// Writes to this store are made durable by `persist` before they are
+    /// published.
+    pub fn with_persistence(mut self, persist: Arc<dyn Persist>) -> Store {
+        self.persist = Some(persist);
+        self
+    }
+
+    /// A store continuing from durable state: these entries, at this version
+    /// and ETag. Entries are checked against the limits like an import.
+    pub fn restore<'a>(
+        name: &str,
+        limits: Limits,
+        from: Restored,
+        entries: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<Store, ImportError> {
+        let mut builder = Builder::with_capacity(0, 0);
+        for (index, (key, value)) in entries.into_iter().enumerate() {
+            if let Err(problem) = import::check_entry(key, value, &limits, builder.total_bytes()) {
+                return Err(ImportError::Entry {
+                    index,
+                    key: Some(key.to_owned()),
+                    problem,
+                });
+            }
+            if let Err(first) = builder.insert(key, value) {
+                return Err(ImportError::Entry {
+                    index,
+                    key: Some(key.to_owned()),
+                    problem: EntryProblem::DuplicateKey { first },
+                });
+            }
+        }
+        let mut store = Store::new(name, limits);
+        store.created = from.created;
+        let snapshot = builder.finish_at(from.created, from.last_modified, from.version, from.etag);
+        store.current = ArcSwap::from_pointee(snapshot);
+        Ok(store)
     }
 
     /// A store holding the contents of an import file.
@@ -96,11 +174,38 @@ impl Store {
         self.write.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn publish(&self, builder: Builder) -> Arc<Snapshot> {
+    /// The current snapshot if `if_match` is its ETag (call with the write
+    /// lock held).
+    fn check_etag(&self, if_match: &str) -> Result<Arc<Snapshot>, UpdateError> {
+        let current = self.current.load_full();
+        if current.meta().etag != if_match {
+            return Err(UpdateError::PreconditionFailed {
+                given: if_match.to_owned(),
+                current: current.meta().etag.clone(),
+            });
+        }
+        Ok(current)
+    }
+
+    /// Builds the next snapshot, makes it durable (if the store persists),
+    /// and publishes it. Called with the write lock held.
+    /// `update` is `None` for a replacement (import), or the puts and deletes.
+    fn publish(
+        &self,
+        builder: Builder,
+        update: Option<Edits<'_>>,
+    ) -> Result<Arc<Snapshot>, String> {
         let version = self.current.load().meta().version + 1;
         let snapshot = Arc::new(builder.finish(self.created, version, etag(self.salt, version)));
+        if let Some(persist) = &self.persist {
+            let change = match update {
+                None => Change::Replace(&snapshot),
+                Some((puts, deletes)) => Change::Update { puts, deletes },
+            };
+            persist.persist(&self.name, change, snapshot.meta())?;
+        }
         self.current.store(snapshot.clone());
-        snapshot
+        Ok(snapshot)
     }
 
     /// Replaces the whole contents with an import file. On error the current
@@ -108,7 +213,20 @@ impl Store {
     pub fn import_json(&self, json: &[u8]) -> Result<Arc<Snapshot>, ImportError> {
         let builder = import::parse(json, &self.limits)?;
         let _guard = self.lock();
-        Ok(self.publish(builder))
+        self.publish(builder, None).map_err(ImportError::NotDurable)
+    }
+
+    /// [`Store::import_json`] if `if_match` is the current ETag.
+    pub fn import_json_if_match(
+        &self,
+        if_match: &str,
+        json: &[u8],
+    ) -> Result<Arc<Snapshot>, UpdateError> {
+        let builder =
+            import::parse(json, &self.limits).map_err(|e| UpdateError::Import(e.to_string()))?;
+        let _guard = self.lock();
+        self.check_etag(if_match)?;
+        self.publish(builder, None).map_err(UpdateError::NotDurable)
     }
 
     /// Puts and deletes keys, all or nothing, if `if_match` is the current
@@ -120,33 +238,14 @@ impl Store {
         deletes: Vec<String>,
     ) -> Result<Arc<Snapshot>, UpdateError> {
         let _guard = self.lock();
-        let current = self.current.load_full();
-        if current.meta().etag != if_match {
-            return Err(UpdateError::PreconditionFailed {
-                given: if_match.to_owned(),
-                current: current.meta().etag.clone(),
-            });
-        }
+        let current = self.check_etag(if_match)?;
         let mut put_map: BTreeMap<&str, &[u8]> = BTreeMap::new();
         for (key, value) in &puts {
-            let invalid = |problem| UpdateError::Invalid {
-                key: key.clone(),
-                problem,
-            };
-            if key.is_empty() {
-                return Err(invalid(EntryProblem::EmptyKey));
-            }
-            if key.len() > self.limits.max_key_bytes {
-                return Err(invalid(EntryProblem::KeyTooLong {
-                    len: key.len(),
-                    max: self.limits.max_key_bytes,
-                }));
-            }
-            if value.len() > self.limits.max_value_bytes {
-                return Err(invalid(EntryProblem::ValueTooLong {
-                    len: value.len(),
-                    max: self.limits.max_value_bytes,
-                }));
+            if let Err(problem) = import::check_entry(key, value, &self.limits, 0) {
+                return Err(UpdateError::Invalid {
+                    key: key.clone(),
+                    problem,
+                });
             }
             if put_map.insert(key, value).is_some() {
                 return Err(UpdateError::DuplicatePut(key.clone()));
@@ -189,7 +288,8 @@ impl Store {
             check_size(key, (key.len() + value.len()) as u64)?;
             let _ = builder.insert(key, value);
         }
-        Ok(self.publish(builder))
+        self.publish(builder, Some((&puts, &deletes)))
+            .map_err(UpdateError::NotDurable)
     }
 }
 
