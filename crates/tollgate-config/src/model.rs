@@ -27,6 +27,43 @@ pub struct Config {
     pub logs: LogsSection,
     #[serde(rename = "listener", default)]
     pub listeners: Vec<ListenerSection>,
+    /// Durable state for what the admin API changes; none → no state.
+    pub state: Option<StateSection>,
+    /// The admin API; none → not started.
+    pub admin: Option<AdminSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// Directory of the state database (created with mode 0700).
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Where the admin API listens.
+    #[serde(default = "default_admin_address")]
+    pub address: SocketAddr,
+    /// A file holding the bearer token (surrounding whitespace ignored).
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding the bearer token.
+    pub token_env: Option<String>,
+    /// Certificate and key for HTTPS; required on a non-loopback address.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Largest request body accepted, bytes.
+    #[serde(default = "default_admin_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_admin_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
+}
+
+fn default_admin_max_body() -> usize {
+    32 << 20
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -448,6 +485,21 @@ impl Config {
             }
         };
         fix_logs(&mut self.logs);
+        if let Some(state) = &mut self.state {
+            resolve(base, &mut state.dir);
+        }
+        if let Some(admin) = &mut self.admin {
+            for p in [
+                &mut admin.token_file,
+                &mut admin.tls_cert,
+                &mut admin.tls_key,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                resolve(base, p);
+            }
+        }
         for l in &mut self.listeners {
             for c in &mut l.certificates {
                 resolve(base, &mut c.cert);
@@ -514,6 +566,43 @@ impl Config {
                 problem(
                     format!("functions.{name}.time_limit"),
                     "must be more than zero".into(),
+                );
+            }
+        }
+        if let Some(admin) = &self.admin {
+            if self.state.is_none() {
+                problem(
+                    "admin".into(),
+                    "the admin API needs [state] dir, where its writes are made durable".into(),
+                );
+            }
+            match (&admin.token_file, &admin.token_env) {
+                (None, None) => problem(
+                    "admin".into(),
+                    "set token_file or token_env: every admin call needs a bearer token".into(),
+                ),
+                (Some(_), Some(_)) => problem(
+                    "admin".into(),
+                    "set one of token_file and token_env, not both".into(),
+                ),
+                _ => {}
+            }
+            if admin.tls_cert.is_some() != admin.tls_key.is_some() {
+                problem("admin".into(), "tls_cert and tls_key go together".into());
+            }
+            if !admin.address.ip().is_loopback() && admin.tls_cert.is_none() {
+                problem(
+                    "admin.address".into(),
+                    format!(
+                        "{} is not a loopback address: the admin API needs tls_cert and tls_key there",
+                        admin.address
+                    ),
+                );
+            }
+            if admin.max_body_bytes < 1024 {
+                problem(
+                    "admin.max_body_bytes".into(),
+                    "must be at least 1024".into(),
                 );
             }
         }

@@ -38,6 +38,17 @@ fn the_documented_example_loads_with_every_key() {
     let c = parse(&docs_example()).unwrap_or_else(|e| panic!("{e}"));
     let l = &c.listeners[0];
     assert_eq!(l.name, "public");
+    assert_eq!(
+        c.state.as_ref().unwrap().dir,
+        Path::new("/var/lib/tollgate")
+    );
+    let admin = c.admin.as_ref().unwrap();
+    assert_eq!(admin.address.to_string(), "127.0.0.1:9901");
+    assert_eq!(
+        admin.token_file.as_deref(),
+        Some(Path::new("/etc/tollgate/admin.token"))
+    );
+    assert_eq!(admin.max_body_bytes, 32 << 20);
     assert_eq!(l.certificates.len(), 2);
     assert_eq!(l.mtls.mode, MtlsMode::Required);
     assert_eq!(

@@ -36,7 +36,21 @@ pub(crate) async fn handle(
 ) {
     let id = tollgate_function::new_connection_id();
     let span = tracing::info_span!("connection", id = %id, listener = %plan.name, client = %client);
+    let active = tollgate_metrics::metrics()
+        .active_connections
+        .with(&[&plan.name]);
+    active.inc();
+    let _active = Active(active);
     run(plan, tcp, client, id, shutdown).instrument(span).await
+}
+
+/// Counts a connection as active until dropped.
+struct Active(Arc<tollgate_metrics::Gauge>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 async fn run(
@@ -61,7 +75,9 @@ async fn run(
         listener: plan.name.to_string(),
         ..Default::default()
     };
+    let metrics = tollgate_metrics::metrics();
     let refuse = |mut record: ConnectionRecord, code: &str, reason: String| {
+        metrics.connections.with(&[&plan.name, code]).inc();
         record.connection_status = format!("Failed:{code}");
         tracing::info!(status = %record.connection_status, %reason, "connection refused");
         record.reason = Some(reason);
@@ -97,6 +113,10 @@ async fn run(
         Ok(Ok(stream)) => stream,
     };
     let handshake = start.elapsed();
+    metrics
+        .handshake_seconds
+        .with(&[&plan.name])
+        .observe(handshake);
     let (_, tls) = stream.get_ref();
     record.tls_handshake_duration = Some(millis(handshake));
     record.tls_protocol = tls.protocol_version().map(protocol_name);
@@ -158,6 +178,18 @@ async fn run(
                 expiry_ignored,
             });
             let outcome = function.call(info).await;
+            metrics
+                .function_seconds
+                .with(&[function.name()])
+                .observe(outcome.duration);
+            if let Some(err) = &outcome.error {
+                metrics
+                    .function_errors
+                    .with(&[function.name(), err.kind.as_str()])
+                    .inc();
+            } else if outcome.decision == Decision::Deny {
+                metrics.function_denies.with(&[function.name()]).inc();
+            }
             record.function_name = Some(function.name().to_owned());
             record.function_duration = Some(millis(outcome.duration));
             record.function_compute_utilization = Some(u32::from(outcome.compute_utilization));
@@ -197,6 +229,7 @@ async fn run(
         return;
     }
     record.connection_status = "Success".into();
+    metrics.connections.with(&[&plan.name, "Success"]).inc();
     plan.connection_log.log(&record);
 
     // 4. HTTP.

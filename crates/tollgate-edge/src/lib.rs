@@ -28,5 +28,5 @@ mod load;
 mod server;
 
 pub use connection::Verdict;
-pub use load::{ListenerPlan, LoadFailure, Loaded, load, load_with};
+pub use load::{ListenerPlan, LoadFailure, Loaded, Reuse, load, load_with};
 pub use server::{BindError, ReloadError, Reloader, Server};

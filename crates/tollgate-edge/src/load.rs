@@ -10,6 +10,7 @@ use tollgate_config::{Config, ListenerSection, LogTarget, MtlsMode, OnError, Pro
 use tollgate_function::{Function, FunctionSpec, Limits, Runtime, RuntimeConfig, StoreSet};
 use tollgate_log::{Logger, SinkSpec};
 use tollgate_proxy::Origin;
+use tollgate_state::State;
 use tollgate_tls::{
     ClientAuthMode, ClientAuthPolicy, ClientVerifier, CrlSet, ServerCertSpec, ServerCertificates,
     TrustStore, TrustStoreLimits,
@@ -25,13 +26,30 @@ pub struct Loaded {
     pub runtime: Runtime,
     pub stores: tollgate_kvs::Stores,
     pub loggers: Vec<Logger>,
+    /// The durable state the stores write through, when configured.
+    pub state: Option<Arc<State>>,
+}
+
+/// What a load may take from the running server instead of building anew.
+#[derive(Default, Clone, Copy)]
+pub struct Reuse<'a> {
+    /// Compile into this runtime when it has the same settings (a reload
+    /// keeps the engine, its pool and its epoch thread).
+    pub runtime: Option<&'a Runtime>,
+    /// Open stores from this state (seeding the ones it does not know).
+    pub state: Option<&'a Arc<State>>,
+    /// Stores in use: a store with the same name and limits is kept as it
+    /// is (with a state, its contents belong to the state, not the file).
+    pub stores: Option<&'a tollgate_kvs::Stores>,
 }
 
 /// One listener, loaded.
+#[derive(Clone)]
 pub struct ListenerPlan {
     pub section: ListenerSection,
     pub name: Arc<str>,
     pub tls: Arc<rustls::ServerConfig>,
+    pub certificates: Arc<ServerCertificates>,
     pub mode: MtlsMode,
     pub verifier: Option<Arc<ClientVerifier>>,
     pub ignore_expiry: bool,
@@ -96,16 +114,16 @@ impl Collector<'_> {
 /// Loads everything `config` names. Log files are opened only when
 /// `open_logs` (not for `check`).
 pub async fn load(config: Config, open_logs: bool) -> Result<Loaded, LoadFailure> {
-    load_with(config, open_logs, None).await
+    load_with(config, open_logs, Reuse::default()).await
 }
 
-/// [`load`], compiling into `runtime` when it has the same settings (a reload
-/// keeps the engine, its pool and its epoch thread).
+/// [`load`], reusing what `reuse` offers.
 pub async fn load_with(
     config: Config,
     open_logs: bool,
-    runtime: Option<&Runtime>,
+    reuse: Reuse<'_>,
 ) -> Result<Loaded, LoadFailure> {
+    let runtime = reuse.runtime;
     let source = config.source.clone();
     let mut c = Collector {
         source: &source,
@@ -126,16 +144,31 @@ pub async fn load_with(
         if let Some(v) = section.max_store_bytes {
             limits.max_store_bytes = v as u64;
         }
-        let store = match &section.import {
-            None => Ok(tollgate_kvs::Store::new(name, limits)),
-            Some(path) => match std::fs::read(path) {
-                Ok(json) => tollgate_kvs::Store::from_import_json(name, limits, &json)
-                    .map_err(|e| (path.clone(), e.to_string())),
-                Err(e) => Err((path.clone(), format!("cannot read: {e}"))),
+        let in_use = reuse
+            .stores
+            .and_then(|s| s.get(name))
+            .filter(|s| s.limits() == &limits);
+        let store = match (reuse.state, in_use) {
+            (Some(_), Some(store)) => Ok(store),
+            (Some(state), None) => state
+                .open_store(name, limits, section.import.as_deref())
+                .map(|(store, opened)| {
+                    tracing::info!(store = %name, ?opened, "store opened from the state");
+                    Arc::new(store)
+                })
+                .map_err(|e| (state.path().to_owned(), e.to_string())),
+            (None, _) => match &section.import {
+                None => Ok(Arc::new(tollgate_kvs::Store::new(name, limits))),
+                Some(path) => match std::fs::read(path) {
+                    Ok(json) => tollgate_kvs::Store::from_import_json(name, limits, &json)
+                        .map(Arc::new)
+                        .map_err(|e| (path.clone(), e.to_string())),
+                    Err(e) => Err((path.clone(), format!("cannot read: {e}"))),
+                },
             },
         };
         match store {
-            Ok(store) => stores.insert(Arc::new(store)),
+            Ok(store) => stores.insert(store),
             Err((path, message)) => c.error(&path, format!("kvs.{name}.import"), message),
         }
     }
@@ -379,13 +412,14 @@ pub async fn load_with(
             c.warn(&source, ctx("mtls.mode"), "passthrough validates no certificate and no function is configured: any client key is admitted");
         }
 
-        if let (Some(tls), Some(origin)) = (tls, origin)
+        if let (Some(tls), Some(origin), Some(certificates)) = (tls, origin, certs)
             && (m.mode == MtlsMode::Off || verifier.is_some())
         {
             listeners.push(Arc::new(ListenerPlan {
                 name: Arc::from(section.name.as_str()),
                 section: section.clone(),
                 tls,
+                certificates,
                 mode: m.mode,
                 verifier,
                 ignore_expiry: m.ignore_certificate_expiry,
@@ -410,5 +444,6 @@ pub async fn load_with(
         runtime,
         stores,
         loggers: loggers.into_values().collect(),
+        state: reuse.state.cloned(),
     })
 }

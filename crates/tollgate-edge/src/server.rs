@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tollgate_config::{Config, Problem};
 use tollgate_log::Logger;
 
-use crate::load::{ListenerPlan, LoadFailure, Loaded, load_with};
+use crate::load::{ListenerPlan, LoadFailure, Loaded, Reuse, load_with};
 
 /// A listener's current plan. Each accepted connection takes the plan of the
 /// moment and keeps it to the end, so a reload never changes a connection
@@ -31,6 +31,8 @@ struct Current {
     runtime: tollgate_function::Runtime,
     loggers: Vec<Logger>,
     stores: tollgate_kvs::Stores,
+    state: Option<Arc<tollgate_state::State>>,
+    config: Config,
 }
 
 /// A loaded configuration with its sockets bound.
@@ -38,6 +40,7 @@ pub struct Server {
     slots: Vec<Arc<Slot>>,
     sockets: Vec<TcpListener>,
     current: Arc<Mutex<Current>>,
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,7 @@ pub enum ReloadError {
 pub struct Reloader {
     slots: Vec<Arc<Slot>>,
     current: Arc<Mutex<Current>>,
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Server {
@@ -91,11 +95,14 @@ impl Server {
             runtime: loaded.runtime,
             loggers: loaded.loggers,
             stores: loaded.stores,
+            state: loaded.state,
+            config: loaded.config,
         };
         Ok(Server {
             slots,
             sockets,
             current: Arc::new(Mutex::new(current)),
+            reloading: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -120,6 +127,7 @@ impl Server {
         Reloader {
             slots: self.slots.clone(),
             current: self.current.clone(),
+            reloading: self.reloading.clone(),
         }
     }
 
@@ -154,12 +162,31 @@ impl Server {
 }
 
 impl Reloader {
+    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The log sinks in use.
     pub fn loggers(&self) -> Vec<Logger> {
-        self.current
-            .lock()
-            .map(|c| c.loggers.clone())
-            .unwrap_or_default()
+        self.current().loggers.clone()
+    }
+
+    /// The stores in use.
+    pub fn stores(&self) -> tollgate_kvs::Stores {
+        self.current().stores.clone()
+    }
+
+    /// The configuration being served.
+    pub fn config(&self) -> Config {
+        self.current().config.clone()
+    }
+
+    /// Each listener's current plan and bound address.
+    pub fn plans(&self) -> Vec<(Arc<ListenerPlan>, SocketAddr)> {
+        self.slots
+            .iter()
+            .map(|s| (s.plan.load_full(), s.address))
+            .collect()
     }
 
     /// Loads `config` in full and, only if everything loads and the listeners
@@ -167,17 +194,18 @@ impl Reloader {
     /// connections get the new plan; established ones keep theirs. On any
     /// error nothing changes. Returns the new configuration's warnings.
     pub async fn reload(&self, config: Config) -> Result<Vec<Problem>, ReloadError> {
-        let (old_listeners, runtime) = {
-            let current = self
-                .current
-                .lock()
-                .map_err(|_| ReloadError::Listeners("internal: reload state poisoned".into()))?;
+        // One reload at a time: a second waits for the first to finish.
+        let _one = self.reloading.lock().await;
+        let (old_listeners, runtime, state, stores) = {
+            let current = self.current();
             (
                 self.slots
                     .iter()
                     .map(|s| (s.name.clone(), s.address))
                     .collect::<Vec<_>>(),
                 current.runtime.clone(),
+                current.state.clone(),
+                current.stores.clone(),
             )
         };
         let new_listeners: Vec<(String, SocketAddr)> = config
@@ -192,26 +220,41 @@ impl Reloader {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            tollgate_metrics::metrics()
+                .reloads
+                .with(&["config", "failed"])
+                .inc();
             return Err(ReloadError::Listeners(format!(
                 "{} → {}",
                 show(&old_listeners),
                 show(&new_listeners)
             )));
         }
-        let loaded = load_with(config, true, Some(&runtime))
-            .await
-            .map_err(ReloadError::Load)?;
+        let reuse = Reuse {
+            runtime: Some(&runtime),
+            state: state.as_ref(),
+            stores: Some(&stores),
+        };
+        let reloads = &tollgate_metrics::metrics().reloads;
+        let loaded = match load_with(config, true, reuse).await {
+            Ok(l) => l,
+            Err(e) => {
+                reloads.with(&["config", "failed"]).inc();
+                return Err(ReloadError::Load(e));
+            }
+        };
+        reloads.with(&["config", "ok"]).inc();
         for (slot, plan) in self.slots.iter().zip(&loaded.listeners) {
             slot.plan.store(plan.clone());
         }
-        if let Ok(mut current) = self.current.lock() {
-            let old = std::mem::replace(&mut current.loggers, loaded.loggers);
-            for logger in old {
-                logger.flush();
-            }
-            current.runtime = loaded.runtime;
-            current.stores = loaded.stores;
+        let mut current = self.current();
+        let old = std::mem::replace(&mut current.loggers, loaded.loggers);
+        for logger in old {
+            logger.flush();
         }
+        current.runtime = loaded.runtime;
+        current.stores = loaded.stores;
+        current.config = loaded.config;
         Ok(loaded.warnings)
     }
 }

@@ -201,6 +201,13 @@ async fn proxy(
     let origin_start = Instant::now();
     match origin.send(request).await {
         Ok(response) => {
+            let m = tollgate_metrics::metrics();
+            m.origin_seconds
+                .with(&[&ctx.listener])
+                .observe(origin_start.elapsed());
+            m.origin_responses
+                .with(&[&ctx.listener, response.status().as_str()])
+                .inc();
             record.origin_duration = Some(millis(origin_start.elapsed()));
             record.origin_status = Some(response.status().as_u16());
             record.status = response.status().as_u16();
@@ -224,6 +231,10 @@ async fn proxy(
                 _ => StatusCode::BAD_GATEWAY,
             };
             tracing::warn!(connection_id = %ctx.connection_id, error = %err, "origin request failed");
+            tollgate_metrics::metrics()
+                .origin_responses
+                .with(&[&ctx.listener, status.as_str()])
+                .inc();
             local(status, err, record, start, guard, &ctx.access_log)
         }
     }

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tollgate_config::Config;
@@ -33,7 +34,32 @@ pub type OnReady = Box<dyn FnOnce(&[(String, std::net::SocketAddr)]) + Send>;
 /// Loads, binds, prints the listening addresses, and serves until SIGTERM or
 /// Ctrl-C. `ready` receives the bound addresses (for the demo).
 pub async fn serve_config(config: Config, ready: Option<OnReady>) -> anyhow::Result<()> {
-    let loaded = tollgate_edge::load(config, true)
+    // The state is opened once per process (it is locked while open).
+    let state = match &config.state {
+        Some(section) => Some(Arc::new(
+            tollgate_state::State::open(&section.dir).context("opening the state directory")?,
+        )),
+        None => None,
+    };
+    let admin_section = config.admin.clone();
+    let admin_setup = match &admin_section {
+        Some(section) => {
+            let token = tollgate_admin::read_token(section).map_err(anyhow::Error::msg)?;
+            let tls = match (&section.tls_cert, &section.tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(tollgate_admin::tls_config(cert, key).map_err(anyhow::Error::msg)?)
+                }
+                _ => None,
+            };
+            Some((section.clone(), token, tls))
+        }
+        None => None,
+    };
+    let reuse = tollgate_edge::Reuse {
+        state: state.as_ref(),
+        ..Default::default()
+    };
+    let loaded = tollgate_edge::load_with(config, true, reuse)
         .await
         .map_err(|failure| anyhow::anyhow!("{failure}"))
         .context("the configuration cannot be served")?;
@@ -51,6 +77,23 @@ pub async fn serve_config(config: Config, ready: Option<OnReady>) -> anyhow::Res
     let source = config_path(&loaded);
     let server = Server::bind(loaded).await?;
     let addrs = server.local_addrs();
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    if let Some((section, token, tls)) = admin_setup {
+        let listener = tokio::net::TcpListener::bind(section.address)
+            .await
+            .with_context(|| format!("admin API: cannot listen on {}", section.address))?;
+        let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        eprintln!("tollgate: admin API on {scheme}://{addr}");
+        let admin = tollgate_admin::Admin::new(server.reloader(), token, section.max_body_bytes)
+            .map_err(anyhow::Error::msg)?;
+        let mut stopping = stopping.clone();
+        tokio::spawn(Arc::new(admin).serve(listener, tls, async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }));
+    }
+    drop(stopping);
+    // Announced last: once a listener line is out, everything is serving.
     for (name, addr) in &addrs {
         eprintln!("tollgate: listener {name:?} on {addr}");
     }
@@ -81,7 +124,12 @@ pub async fn serve_config(config: Config, ready: Option<OnReady>) -> anyhow::Res
             }
         });
     }
-    server.run(shutdown).await;
+    server
+        .run(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(true);
+        })
+        .await;
     Ok(())
 }
 
@@ -165,9 +213,24 @@ fn check_inner(path: &Path) -> anyhow::Result<Findings> {
         Ok(c) => c,
         Err(e) => return Ok((e.problems(), Vec::new())),
     };
+    let admin_problem = config.admin.as_ref().and_then(|section| {
+        let admin_check = tollgate_admin::read_token(section).and_then(|_| {
+            match (&section.tls_cert, &section.tls_key) {
+                (Some(cert), Some(key)) => tollgate_admin::tls_config(cert, key).map(|_| ()),
+                _ => Ok(()),
+            }
+        });
+        admin_check.err().map(|message| tollgate_config::Problem {
+            file: config.source.clone(),
+            context: "admin".into(),
+            message,
+        })
+    });
     let result = runtime()?.block_on(tollgate_edge::load(config, false));
-    Ok(match result {
+    let (mut errors, warnings) = match result {
         Ok(loaded) => (Vec::new(), loaded.warnings),
         Err(failure) => (failure.errors, failure.warnings),
-    })
+    };
+    errors.extend(admin_problem);
+    Ok((errors, warnings))
 }

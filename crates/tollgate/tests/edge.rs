@@ -11,35 +11,6 @@ use common::*;
 use tollgate_guests as guests;
 use tollgate_testkit::{TestCa, hex, kvs_json, write};
 
-struct Setup {
-    dir: tempfile::TempDir,
-    pki: Pki,
-    origin: Origin,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new();
-    pki.write(dir.path());
-    Setup {
-        dir,
-        pki,
-        origin: Origin::start(None),
-    }
-}
-
-impl Setup {
-    fn path(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-    fn start(&self, mtls: &str, extra: &str) -> Proxy {
-        Proxy::start(self.path(), &config_for(self.origin.addr, mtls, extra))
-    }
-    fn client(&self, id: Option<&Identity>) -> std::sync::Arc<rustls::ClientConfig> {
-        client_config(&self.pki.server_ca.pem(), id, &[b"http/1.1"])
-    }
-}
-
 const REQUIRED: &str = "mode = \"required\"\ntrust_store = \"trust.pem\"";
 
 fn status(record: &serde_json::Value) -> &str {

@@ -191,6 +191,24 @@ impl Proxy {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The admin API's address (announced before the listeners).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let stderr = self.stderr();
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("tollgate: admin API on http://"))
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no admin API announced:\n{stderr}"))
+    }
+
+    /// SIGKILL, no cleanup.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Nothing left for Drop to stop.
+        std::mem::forget(self);
+    }
+
     /// Waits until the connection log holds at least `n` records; returns them.
     pub fn connections(&self, n: usize) -> Vec<Value> {
         wait_records(&self.connection_log, n)
@@ -437,5 +455,113 @@ impl Env {
             Some(&self.pki.client(cn)),
             &[b"http/1.1"],
         )
+    }
+}
+
+/// An HTTP/1.1 response read to the end.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One plain-HTTP/1.1 call (`Connection: close`), for the admin API.
+pub fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpReply {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    tcp.write_all(head.as_bytes()).unwrap();
+    // A server may answer (413) before reading all of a large body.
+    let _ = tcp.write_all(body);
+    let mut raw = Vec::new();
+    let _ = tcp.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    HttpReply {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// A test directory with the PKI written to it and an echo origin.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub pki: Pki,
+    pub origin: Origin,
+}
+
+pub fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    pki.write(dir.path());
+    Setup {
+        dir,
+        pki,
+        origin: Origin::start(None),
+    }
+}
+
+impl Setup {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    /// The proxy with one listener in `mtls` mode; `extra` follows its origin.
+    pub fn start(&self, mtls: &str, extra: &str) -> Proxy {
+        Proxy::start(self.path(), &config_for(self.origin.addr, mtls, extra))
+    }
+    /// An HTTP/1.1 rustls client trusting the server CA, with `id` if given.
+    pub fn client(&self, id: Option<&Identity>) -> Arc<rustls::ClientConfig> {
+        client_config(&self.pki.server_ca.pem(), id, &[b"http/1.1"])
     }
 }

@@ -1,0 +1,594 @@
+//! The admin API end to end: the real binary with a state directory, real
+//! HTTP calls, real mTLS clients whose fate the API changes, `kill -9`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tollgate_guests as guests;
+use tollgate_testkit::{hex, kvs_json, write};
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+const REQUIRED: &str = "mode = \"required\"\ntrust_store = \"trust.pem\"";
+
+/// A [`Setup`] with an admin token, the revocation function and a seed file.
+fn admin_setup() -> Setup {
+    let s = setup();
+    write(s.path(), "admin.token", format!("{TOKEN}\n"));
+    write(s.path(), "revocation.wasm", guests::REVOCATION_WASM);
+    write(
+        s.path(),
+        "revoked.json",
+        kvs_json([("SEEDED", "from the file")]),
+    );
+    s
+}
+
+/// The revocation function over the store `revoked`, a state directory and
+/// the admin API on an ephemeral loopback port.
+fn extra(admin: &str) -> String {
+    format!(
+        r#"
+[listener.function]
+name = "revocation"
+
+[functions.revocation]
+wasm = "revocation.wasm"
+kvs = ["revoked"]
+
+[kvs.revoked]
+import = "revoked.json"
+
+[state]
+dir = "state"
+
+[admin]
+address = "127.0.0.1:0"
+token_file = "admin.token"
+{admin}
+"#
+    )
+}
+
+/// The proxy in required mode with [`extra`] and `admin` keys.
+fn start(s: &Setup, admin: &str) -> Proxy {
+    s.start(REQUIRED, &extra(admin))
+}
+
+fn client(s: &Setup, id: &Identity) -> std::sync::Arc<rustls::ClientConfig> {
+    s.client(Some(id))
+}
+
+struct Api {
+    addr: std::net::SocketAddr,
+}
+
+impl Api {
+    fn of(proxy: &Proxy) -> Api {
+        Api {
+            addr: proxy.admin_addr(),
+        }
+    }
+    fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpReply {
+        let auth = format!("Bearer {TOKEN}");
+        let mut all = vec![("Authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        http_call(self.addr, method, path, &all, body)
+    }
+    fn get(&self, path: &str) -> HttpReply {
+        self.call("GET", path, &[], b"")
+    }
+    fn etag(&self, store: &str) -> String {
+        let r = self.get(&format!("/kvs/{store}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["ETag"].as_str().unwrap().to_owned()
+    }
+    fn write(&self, method: &str, path: &str, etag: &str, body: &str) -> HttpReply {
+        self.call(
+            method,
+            path,
+            &[("If-Match", etag), ("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    }
+}
+
+fn serial(id: &Identity) -> String {
+    hex(&tollgate_testkit::serial_of(&id.leaf_der))
+}
+
+#[test]
+fn every_route_refuses_a_missing_or_wrong_token_and_changes_nothing() {
+    let s = admin_setup();
+    let proxy = start(&s, "");
+    let api = Api::of(&proxy);
+    let before = api.etag("revoked");
+    for (method, pattern) in tollgate_admin::ROUTES {
+        let path = pattern
+            .replace("{store}", "revoked")
+            .replace("{key}", "SEEDED");
+        let body = br#"{"Value":"x","Puts":[{"Key":"k","Value":"v"}]}"#;
+        for auth in [None, Some("Bearer wrong-token"), Some(TOKEN)] {
+            let mut headers = vec![
+                ("If-Match", before.as_str()),
+                ("Content-Type", "application/json"),
+            ];
+            if let Some(a) = auth {
+                headers.push(("Authorization", a));
+            }
+            let r = http_call(api.addr, method, &path, &headers, body);
+            assert_eq!(r.status, 401, "{method} {path} with {auth:?}: {}", r.text());
+            assert!(r.header("WWW-Authenticate").is_some());
+            assert_eq!(r.json()["error"]["code"], "Unauthorized");
+        }
+    }
+    assert_eq!(api.etag("revoked"), before);
+    assert_eq!(
+        api.get("/kvs/revoked/keys/SEEDED").json()["Value"],
+        "from the file"
+    );
+}
+
+#[test]
+fn kvs_writes_need_the_current_etag_and_bad_bodies_change_nothing() {
+    let s = admin_setup();
+    let proxy = start(&s, "max_body_bytes = 4096");
+    let api = Api::of(&proxy);
+
+    let described = api.get("/kvs/revoked").json();
+    assert_eq!(described["ItemCount"], 1);
+    assert_eq!(described["Name"], "revoked");
+    let etag = described["ETag"].as_str().unwrap().to_owned();
+
+    // Refused writes: each leaves the ETag (and so the contents) as they were.
+    let refused: Vec<(HttpReply, u16)> = vec![
+        (
+            api.call(
+                "PUT",
+                "/kvs/revoked/keys/A",
+                &[("Content-Type", "application/json")],
+                br#"{"Value":"1"}"#,
+            ),
+            428,
+        ),
+        (
+            api.write("PUT", "/kvs/revoked/keys/A", "E1STALE", r#"{"Value":"1"}"#),
+            412,
+        ),
+        (
+            api.write("PUT", "/kvs/revoked/keys/A", &etag, r#"{"Value":"#),
+            400,
+        ),
+        (
+            api.write("PUT", "/kvs/revoked/keys/A", &etag, r#"{"Value":1}"#),
+            400,
+        ),
+        (
+            api.write(
+                "PUT",
+                "/kvs/revoked/keys/A",
+                &etag,
+                r#"{"Value":"1","X":2}"#,
+            ),
+            400,
+        ),
+        (
+            api.call(
+                "PUT",
+                "/kvs/revoked/keys/A",
+                &[("If-Match", &etag), ("Content-Type", "text/plain")],
+                br#"{"Value":"1"}"#,
+            ),
+            415,
+        ),
+        (
+            api.write(
+                "PUT",
+                "/kvs/revoked/keys/A",
+                &etag,
+                &format!(r#"{{"Value":"{}"}}"#, "x".repeat(5000)),
+            ),
+            413,
+        ),
+        (
+            api.write(
+                "PUT",
+                "/kvs/revoked/keys/A",
+                &etag,
+                &format!(r#"{{"Value":"{}"}}"#, "x".repeat(2000)),
+            ),
+            400,
+        ),
+        (
+            api.write("DELETE", "/kvs/revoked/keys/NOPE", &etag, ""),
+            404,
+        ),
+        (
+            api.write(
+                "POST",
+                "/kvs/revoked/keys",
+                &etag,
+                r#"{"Puts":[{"Key":"B","Value":"2"}],"Deletes":[{"Key":"NOPE"}]}"#,
+            ),
+            404,
+        ),
+        (
+            api.write(
+                "POST",
+                "/kvs/revoked/keys",
+                &etag,
+                r#"{"Puts":[{"Key":"B","Value":"2"}],"Deletes":[{"Key":"B"}]}"#,
+            ),
+            400,
+        ),
+        (
+            api.write("PUT", "/kvs/revoked", &etag, r#"{"data":[{"key":"x"}]}"#),
+            400,
+        ),
+        (
+            api.write("PUT", "/kvs/nosuchstore/keys/A", &etag, r#"{"Value":"1"}"#),
+            404,
+        ),
+        (api.write("PATCH", "/kvs/revoked", &etag, "{}"), 405),
+        (api.get("/nowhere"), 404),
+    ];
+    for (i, (reply, status)) in refused.iter().enumerate() {
+        assert_eq!(reply.status, *status, "case {i}: {}", reply.text());
+        assert!(
+            reply.json()["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "case {i}"
+        );
+    }
+    // A 412 tells the current ETag.
+    assert_eq!(refused[1].0.header("ETag"), Some(etag.as_str()));
+    assert_eq!(api.etag("revoked"), etag);
+    assert_eq!(api.get("/kvs/revoked/keys/B").status, 404);
+
+    // Accepted writes: each returns the new ETag.
+    let put = api.write("PUT", "/kvs/revoked/keys/A", &etag, r#"{"Value":"1"}"#);
+    assert_eq!(put.status, 200, "{}", put.text());
+    let etag2 = put.json()["ETag"].as_str().unwrap().to_owned();
+    assert_ne!(etag2, etag);
+    assert_eq!(put.header("ETag"), Some(etag2.as_str()));
+    assert_eq!(put.json()["ItemCount"], 2);
+    let got = api.get("/kvs/revoked/keys/A");
+    assert_eq!(got.json()["Value"], "1");
+    assert_eq!(got.header("ETag"), Some(etag2.as_str()));
+
+    let batch = api.write(
+        "POST",
+        "/kvs/revoked/keys",
+        &etag2,
+        r#"{"Puts":[{"Key":"B","Value":"2"},{"Key":"C","Value":"3"}],"Deletes":[{"Key":"SEEDED"}]}"#,
+    );
+    assert_eq!(batch.status, 200, "{}", batch.text());
+    let etag3 = batch.json()["ETag"].as_str().unwrap().to_owned();
+    assert_eq!(batch.json()["ItemCount"], 3);
+
+    // Paged listing in key order.
+    let page = api.get("/kvs/revoked/keys?MaxResults=2").json();
+    let keys: Vec<&str> = page["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["Key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["A", "B"]);
+    let next = page["NextToken"].as_str().unwrap();
+    let page2 = api
+        .get(&format!("/kvs/revoked/keys?MaxResults=2&NextToken={next}"))
+        .json();
+    assert_eq!(page2["Items"][0]["Key"], "C");
+    assert!(page2.get("NextToken").is_none());
+    assert_eq!(api.get("/kvs/revoked/keys?MaxResults=0").status, 400);
+
+    let deleted = api.write("DELETE", "/kvs/revoked/keys/A", &etag3, "");
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    let etag4 = deleted.json()["ETag"].as_str().unwrap().to_owned();
+
+    // A whole-store import replaces everything.
+    let imported = api.write("PUT", "/kvs/revoked", &etag4, &kvs_json([("Z", "26")]));
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    let all = api.get("/kvs/revoked/keys").json();
+    assert_eq!(all["Items"].as_array().unwrap().len(), 1);
+    assert_eq!(all["Items"][0]["Key"], "Z");
+    let stores = api.get("/kvs").json();
+    assert_eq!(stores["Stores"][0]["Name"], "revoked");
+    assert_eq!(stores["Stores"][0]["ItemCount"], 1);
+}
+
+#[test]
+fn a_serial_revoked_through_the_api_is_refused_on_the_next_connection() {
+    let s = admin_setup();
+    let proxy = start(&s, "");
+    let api = Api::of(&proxy);
+    let laptop = s.pki.client("laptop.example");
+    request(proxy.addr, client(&s, &laptop), "/", &[]).ok_json();
+
+    let etag = api.etag("revoked");
+    let path = format!("/kvs/revoked/keys/{}", serial(&laptop));
+    let put = api.write("PUT", &path, &etag, r#"{"Value":"stolen"}"#);
+    assert_eq!(put.status, 200, "{}", put.text());
+    let acknowledged = Instant::now();
+    let seen = request(proxy.addr, client(&s, &laptop), "/", &[]);
+    let refused_after = acknowledged.elapsed();
+    assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
+    // The first connection after the acknowledgement is refused: the change
+    // took effect before the next handshake finished.
+    assert!(
+        refused_after < Duration::from_millis(100),
+        "{refused_after:?}"
+    );
+    let record = proxy.connection(2);
+    assert_eq!(
+        record["connectionStatus"],
+        "Failed:ConnectionFunctionDenied"
+    );
+    assert_eq!(
+        record["connectionLogCustomData"],
+        format!("REVOKED:{}", serial(&laptop))
+    );
+    // Another client is unaffected; un-revoking admits the laptop again.
+    request(
+        proxy.addr,
+        client(&s, &s.pki.client("desk.example")),
+        "/",
+        &[],
+    )
+    .ok_json();
+    let etag = api.etag("revoked");
+    assert_eq!(api.write("DELETE", &path, &etag, "").status, 200);
+    request(proxy.addr, client(&s, &laptop), "/", &[]).ok_json();
+    assert_eq!(s.origin.requests(), 3);
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_and_the_state_owns_the_store() {
+    let s = admin_setup();
+    let mut acknowledged = Vec::new();
+    let mut last_etag = String::new();
+    for round in 0..4 {
+        let proxy = start(&s, "");
+        let api = Api::of(&proxy);
+        // Everything acknowledged before the last crash is there.
+        for key in &acknowledged {
+            let r = api.get(&format!("/kvs/revoked/keys/{key}"));
+            assert_eq!(r.status, 200, "round {round}, key {key}: {}", r.text());
+        }
+        if round > 0 {
+            assert_eq!(api.etag("revoked"), last_etag, "round {round}");
+        }
+        // The seed file is read once: changing it now changes nothing.
+        write(s.path(), "revoked.json", kvs_json([("FROM_FILE", "x")]));
+        assert_eq!(api.get("/kvs/revoked/keys/FROM_FILE").status, 404);
+        for i in 0..3 {
+            let key = format!("K{round}_{i}");
+            let etag = api.etag("revoked");
+            let r = api.write(
+                "PUT",
+                &format!("/kvs/revoked/keys/{key}"),
+                &etag,
+                r#"{"Value":"v"}"#,
+            );
+            assert_eq!(r.status, 200, "{}", r.text());
+            last_etag = r.json()["ETag"].as_str().unwrap().to_owned();
+            acknowledged.push(key);
+        }
+        // Crash right after the last acknowledgement.
+        proxy.kill9();
+    }
+    let proxy = start(&s, "");
+    let api = Api::of(&proxy);
+    let items = api.get("/kvs/revoked/keys?MaxResults=1000").json();
+    let keys: Vec<&str> = items["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["Key"].as_str().unwrap())
+        .collect();
+    let mut expected: Vec<&str> = acknowledged.iter().map(String::as_str).collect();
+    expected.push("SEEDED");
+    expected.sort();
+    assert_eq!(keys, expected);
+}
+
+#[test]
+fn metrics_follow_connections_denials_and_writes() {
+    let s = admin_setup();
+    let proxy = start(&s, "");
+    let api = Api::of(&proxy);
+    let good = s.pki.client("good.example");
+    let bad = s.pki.client("bad.example");
+    request(proxy.addr, client(&s, &good), "/", &[]).ok_json();
+    let etag = api.etag("revoked");
+    let put = api.write(
+        "PUT",
+        &format!("/kvs/revoked/keys/{}", serial(&bad)),
+        &etag,
+        r#"{"Value":"x"}"#,
+    );
+    assert_eq!(put.status, 200);
+    assert_eq!(
+        api.write("PUT", "/kvs/revoked/keys/Q", "stale", r#"{"Value":"x"}"#)
+            .status,
+        412
+    );
+    let seen = request(proxy.addr, client(&s, &bad), "/", &[]);
+    assert!(matches!(seen, Seen::Closed(_)));
+    proxy.connections(2);
+
+    let scrape = api.get("/metrics");
+    assert_eq!(scrape.status, 200);
+    assert!(
+        scrape
+            .header("Content-Type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = scrape.text();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(
+        value("tollgate_connections_total{listener=\"e2e\",status=\"Success\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("tollgate_connections_total{listener=\"e2e\",status=\"ConnectionFunctionDenied\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("tollgate_function_denies_total{function=\"revocation\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("tollgate_function_duration_seconds_count{function=\"revocation\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("tollgate_handshake_duration_seconds_count{listener=\"e2e\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("tollgate_origin_responses_total{listener=\"e2e\",status=\"200\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("tollgate_reloads_total{what=\"kvs\",result=\"ok\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("tollgate_reloads_total{what=\"kvs\",result=\"failed\"}"),
+        1.0
+    );
+    assert_eq!(value("tollgate_kvs_items{store=\"revoked\"}"), 2.0);
+    assert!(value("tollgate_kvs_size_bytes{store=\"revoked\"}") > 0.0);
+    assert_eq!(value("tollgate_active_connections{listener=\"e2e\"}"), 0.0);
+    assert!(text.contains("tollgate_log_lines_dropped_total{sink="));
+}
+
+#[test]
+fn reload_through_the_api_refuses_a_broken_config_and_keeps_serving() {
+    let s = admin_setup();
+    let proxy = start(&s, "");
+    let api = Api::of(&proxy);
+    let client = client(&s, &s.pki.client("c.example"));
+    let config = std::fs::read_to_string(s.path().join("tollgate.toml")).unwrap();
+
+    write(
+        s.path(),
+        "tollgate.toml",
+        config.replace("trust.pem", "missing.pem"),
+    );
+    let r = api.call("POST", "/reload", &[], b"");
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing.pem")
+    );
+    request(proxy.addr, client.clone(), "/", &[]).ok_json();
+
+    write(s.path(), "tollgate.toml", &config);
+    let r = api.call("POST", "/reload", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    request(proxy.addr, client, "/", &[]).ok_json();
+
+    let status = api.get("/status").json();
+    let listener = &status["listeners"][0];
+    assert_eq!(listener["name"], "e2e");
+    assert_eq!(listener["mtlsMode"], "required");
+    assert_eq!(listener["trustStore"]["caCount"], 1);
+    assert_eq!(listener["function"]["name"], "revocation");
+    assert!(listener["certificates"][0]["notAfter"].as_str().is_some());
+    assert_eq!(status["stores"][0]["name"], "revoked");
+    let metrics = api.get("/metrics").text();
+    assert!(metrics.contains("tollgate_reloads_total{what=\"config\",result=\"failed\"} 1"));
+    assert!(metrics.contains("tollgate_reloads_total{what=\"config\",result=\"ok\"} 1"));
+}
+
+#[test]
+fn check_refuses_an_admin_api_without_a_token_or_off_loopback_without_tls() {
+    let s = admin_setup();
+    let base = config_for(s.origin.addr, REQUIRED, &extra(""));
+    let cases = [
+        (
+            base.replace(
+                "address = \"127.0.0.1:0\"\ntoken_file",
+                "address = \"0.0.0.0:9901\"\ntoken_file",
+            ),
+            "not a loopback address",
+        ),
+        (
+            base.replace("token_file = \"admin.token\"", ""),
+            "token_file or token_env",
+        ),
+        (
+            base.replace("[state]\ndir = \"state\"", ""),
+            "needs [state] dir",
+        ),
+    ];
+    for (config, expected) in cases {
+        let path = write(s.path(), "check.toml", &config);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{stdout}");
+        assert!(stdout.contains(expected), "{expected:?} not in\n{stdout}");
+    }
+    // A short token is refused too.
+    write(s.path(), "admin.token", "short");
+    let path = write(s.path(), "check.toml", &base);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("at least 16"));
+}
+
+#[test]
+fn the_documented_revocation_example_works() {
+    let s = admin_setup();
+    let proxy = start(&s, "");
+    let api = Api::of(&proxy);
+    let laptop = s.pki.client("laptop.example");
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/admin-api.md"
+    ))
+    .unwrap();
+    let start = doc.find("```sh\n").unwrap() + "```sh\n".len();
+    let script = &doc[start..start + doc[start..].find("```").unwrap()];
+    let script = script
+        .replace("127.0.0.1:9901", &api.addr.to_string())
+        .replace("4a3f5c92d1e87b6c", &serial(&laptop));
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"ETag\""), "{stdout}");
+    let seen = request(proxy.addr, client(&s, &laptop), "/", &[]);
+    assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
+    assert_eq!(
+        proxy.connection(1)["connectionLogCustomData"],
+        "REVOKED:".to_owned() + &serial(&laptop)
+    );
+}
