@@ -107,16 +107,25 @@ pub async fn read_body(body: Limited<Incoming>) -> Result<Bytes, ApiError> {
 /// A body that must be JSON (`Content-Type: application/json`): 415
 /// otherwise, 413 when too large, 400 when not parseable.
 pub async fn json_body(headers: &HeaderMap, body: Limited<Incoming>) -> Result<Bytes, ApiError> {
+    typed_body(headers, body, "application/json").await
+}
+
+/// A body of media type `expected`: 415 otherwise, 413 when too large.
+pub async fn typed_body(
+    headers: &HeaderMap,
+    body: Limited<Incoming>,
+    expected: &str,
+) -> Result<Bytes, ApiError> {
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
+    if !essence.eq_ignore_ascii_case(expected) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
-            format!("the body must be application/json, not {content_type:?}"),
+            format!("the body must be {expected}, not {content_type:?}"),
         ));
     }
     read_body(body).await

@@ -1,4 +1,6 @@
 //! The admin API: changes to a running proxy, over HTTP/JSON.
+//! KVS contents and function versions (both stages) live in the state
+//! (`tollgate-state`); listeners serve LIVE function versions only.
 //!
 //! It listens on its own address (`127.0.0.1:9901` by default; a non-loopback
 //! address needs TLS, which the configuration check enforces) and every call,
@@ -14,6 +16,7 @@
 //!   state store committed it (fsync); the new contents are published to
 //!   connection functions at the same moment, before the answer.
 
+mod functions;
 mod http_io;
 mod kvs;
 mod status;
@@ -45,6 +48,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/kvs/{store}/keys/{key}"),
     ("PUT", "/kvs/{store}/keys/{key}"),
     ("DELETE", "/kvs/{store}/keys/{key}"),
+    ("GET", "/functions"),
+    ("GET", "/functions/{name}"),
+    ("PUT", "/functions/{name}"),
+    ("DELETE", "/functions/{name}"),
+    ("POST", "/functions/{name}/publish"),
+    ("POST", "/functions/{name}/test"),
 ];
 
 /// What the admin API works on.
@@ -197,6 +206,24 @@ impl Admin {
             (&Method::DELETE, ["kvs", store, "keys", key]) => {
                 read_body(body).await?;
                 kvs::delete_key(&self.reloader, store, key, h).await
+            }
+            (&Method::GET, ["functions"]) => functions::list(&self.reloader),
+            (&Method::GET, ["functions", name]) => functions::describe(&self.reloader, name, query),
+            (&Method::PUT, ["functions", name]) => {
+                let code = http_io::typed_body(h, body, "application/wasm").await?;
+                functions::put(&self.reloader, name, query, h, code).await
+            }
+            (&Method::DELETE, ["functions", name]) => {
+                read_body(body).await?;
+                functions::delete(&self.reloader, name, h).await
+            }
+            (&Method::POST, ["functions", name, "publish"]) => {
+                read_body(body).await?;
+                functions::publish(&self.reloader, name, h).await
+            }
+            (&Method::POST, ["functions", name, "test"]) => {
+                let json = http_io::json_body(h, body).await?;
+                functions::test(&self.reloader, name, query, &json).await
             }
             _ => {
                 let path_known = ROUTES

@@ -644,7 +644,10 @@ impl Config {
             if !(1..=16).contains(&m.max_chain_depth) {
                 problem(ctx("mtls.max_chain_depth"), "must be 1 to 16".into());
             }
+            // With a state, a function may also exist only there (created
+            // through the admin API); the loader checks that.
             if let Some(f) = &l.function
+                && self.state.is_none()
                 && !self.functions.contains_key(&f.name)
             {
                 problem(

@@ -28,5 +28,8 @@ mod load;
 mod server;
 
 pub use connection::Verdict;
-pub use load::{ListenerPlan, LoadFailure, Loaded, Reuse, load, load_with};
+pub use load::{
+    ListenerPlan, LoadFailure, Loaded, Reuse, compile_record, load, load_with, new_function_etag,
+    record_limits, section_limits,
+};
 pub use server::{BindError, ReloadError, Reloader, Server};

@@ -10,7 +10,7 @@ use tollgate_config::{Config, ListenerSection, LogTarget, MtlsMode, OnError, Pro
 use tollgate_function::{Function, FunctionSpec, Limits, Runtime, RuntimeConfig, StoreSet};
 use tollgate_log::{Logger, SinkSpec};
 use tollgate_proxy::Origin;
-use tollgate_state::State;
+use tollgate_state::{FunctionRecord, Stage, State};
 use tollgate_tls::{
     ClientAuthMode, ClientAuthPolicy, ClientVerifier, CrlSet, ServerCertSpec, ServerCertificates,
     TrustStore, TrustStoreLimits,
@@ -195,7 +195,32 @@ pub async fn load_with(
         }
     };
     let mut functions: HashMap<String, Function> = HashMap::new();
-    for (name, section) in &config.functions {
+    if let Some(state) = reuse.state {
+        // With a state, functions are its LIVE versions; a function the state
+        // does not know is seeded from its [functions.NAME] section.
+        let mut names: Vec<&str> = config.functions.keys().map(String::as_str).collect();
+        for l in &config.listeners {
+            if let Some(f) = &l.function
+                && !names.contains(&f.name.as_str())
+            {
+                names.push(&f.name);
+            }
+        }
+        for name in names {
+            match live_function(state, &runtime, &stores, name, config.functions.get(name)).await {
+                Ok(Some(f)) => {
+                    functions.insert(name.to_owned(), f);
+                }
+                Ok(None) => {}
+                Err((file, message)) => c.error(
+                    &file.unwrap_or_else(|| state.path().to_owned()),
+                    format!("functions.{name}"),
+                    message,
+                ),
+            }
+        }
+    }
+    for (name, section) in config.functions.iter().filter(|_| reuse.state.is_none()) {
         let wasm = match std::fs::read(&section.wasm) {
             Ok(w) => w,
             Err(e) => {
@@ -207,13 +232,7 @@ pub async fn load_with(
                 continue;
             }
         };
-        let mut limits = Limits::default();
-        if let Some(t) = section.time_limit {
-            limits.time_us = t.as_micros().min(u64::MAX as u128) as u64;
-        }
-        if let Some(m) = section.memory_limit {
-            limits.memory_bytes = m;
-        }
+        let limits = section_limits(section.time_limit, section.memory_limit);
         let store_set = StoreSet::new(section.kvs.iter().filter_map(|s| stores.get(s)));
         match runtime
             .load(FunctionSpec {
@@ -408,6 +427,33 @@ pub async fn load_with(
                 .get(&f.name)
                 .map(|func| (func.clone(), f.on_error))
         });
+        if let Some(f) = &section.function
+            && function.is_none()
+            && config.state.is_some()
+            && reuse.state.is_none()
+            && !config.functions.contains_key(&f.name)
+        {
+            c.config_warn(
+                ctx("function.name"),
+                format!(
+                    "{:?} is not in [functions]: it must exist (LIVE) in the state when the server starts",
+                    f.name
+                ),
+            );
+        }
+        if let Some(f) = &section.function
+            && function.is_none()
+            && reuse.state.is_some()
+            && !config.functions.contains_key(&f.name)
+        {
+            c.config_error(
+                ctx("function.name"),
+                format!(
+                    "no function named {:?} in [functions] or (LIVE) in the state",
+                    f.name
+                ),
+            );
+        }
         if m.mode == MtlsMode::Passthrough && section.function.is_none() {
             c.warn(&source, ctx("mtls.mode"), "passthrough validates no certificate and no function is configured: any client key is admitted");
         }
@@ -446,4 +492,144 @@ pub async fn load_with(
         loggers: loggers.into_values().collect(),
         state: reuse.state.cloned(),
     })
+}
+
+/// Function limits from a config section (defaults where it is silent).
+pub fn section_limits(
+    time_limit: Option<std::time::Duration>,
+    memory_limit: Option<u64>,
+) -> Limits {
+    let mut limits = Limits::default();
+    if let Some(t) = time_limit {
+        limits.time_us = t.as_micros().min(u64::MAX as u128) as u64;
+    }
+    if let Some(m) = memory_limit {
+        limits.memory_bytes = m;
+    }
+    limits
+}
+
+/// Function limits of a state record.
+pub fn record_limits(record: &FunctionRecord) -> Limits {
+    let mut limits = Limits::default();
+    if let Some(t) = record.time_limit_us {
+        limits.time_us = t;
+    }
+    if let Some(m) = record.memory_limit_bytes {
+        limits.memory_bytes = m;
+    }
+    limits
+}
+
+/// A fresh ETag for a function version.
+pub fn new_function_etag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("F{:016X}", h.finish())
+}
+
+/// Compiles a state record's code, bound to its stores.
+pub async fn compile_record(
+    state: &State,
+    runtime: &Runtime,
+    stores: &tollgate_kvs::Stores,
+    record: &FunctionRecord,
+) -> Result<Function, String> {
+    let code = state
+        .function_code(&record.sha256)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the state has no code for sha256 {}", record.sha256))?;
+    let mut missing = Vec::new();
+    let set = StoreSet::new(record.kvs.iter().filter_map(|s| {
+        let store = stores.get(s);
+        if store.is_none() {
+            missing.push(s.clone());
+        }
+        store
+    }));
+    if !missing.is_empty() {
+        return Err(format!(
+            "{} {} uses stores that are not configured: {}",
+            record.name,
+            record.stage.as_str(),
+            missing.join(", ")
+        ));
+    }
+    runtime
+        .load(FunctionSpec {
+            name: &record.name,
+            wasm: &code,
+            limits: record_limits(record),
+            stores: set,
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The LIVE version of `name` from the state, seeding it (both stages) from
+/// `section` when the state does not know it. `Ok(None)`: neither has it.
+async fn live_function(
+    state: &Arc<State>,
+    runtime: &Runtime,
+    stores: &tollgate_kvs::Stores,
+    name: &str,
+    section: Option<&tollgate_config::FunctionSection>,
+) -> Result<Option<Function>, (Option<std::path::PathBuf>, String)> {
+    let live = state
+        .function(name, Stage::Live)
+        .map_err(|e| (None, e.to_string()))?;
+    if let Some(record) = live {
+        return compile_record(state, runtime, stores, &record)
+            .await
+            .map(Some)
+            .map_err(|e| (None, e));
+    }
+    let Some(section) = section else {
+        return Ok(None);
+    };
+    let wasm = std::fs::read(&section.wasm)
+        .map_err(|e| (Some(section.wasm.clone()), format!("cannot read: {e}")))?;
+    let set = StoreSet::new(section.kvs.iter().filter_map(|s| stores.get(s)));
+    let function = runtime
+        .load(FunctionSpec {
+            name,
+            wasm: &wasm,
+            limits: section_limits(section.time_limit, section.memory_limit),
+            stores: set,
+        })
+        .await
+        .map_err(|e| (Some(section.wasm.clone()), e.to_string()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let dev = FunctionRecord {
+        name: name.to_owned(),
+        stage: Stage::Development,
+        etag: new_function_etag(),
+        sha256: function.sha256().to_owned(),
+        size: wasm.len() as u64,
+        created_ms: now,
+        modified_ms: now,
+        time_limit_us: section.time_limit.map(|t| t.as_micros() as u64),
+        memory_limit_bytes: section.memory_limit,
+        kvs: section.kvs.clone(),
+        comment: format!("seeded from {}", section.wasm.display()),
+    };
+    let live = FunctionRecord {
+        stage: Stage::Live,
+        etag: new_function_etag(),
+        ..dev.clone()
+    };
+    state
+        .put_functions(&[&dev, &live], Some((function.sha256(), &wasm)))
+        .map_err(|e| (None, e.to_string()))?;
+    tracing::info!(function = %name, "function seeded into the state from its wasm file");
+    Ok(Some(function))
 }

@@ -181,6 +181,64 @@ impl Reloader {
         self.current().config.clone()
     }
 
+    /// The function runtime in use (to compile new versions into).
+    pub fn runtime(&self) -> tollgate_function::Runtime {
+        self.current().runtime.clone()
+    }
+
+    /// The durable state, when configured.
+    pub fn state(&self) -> Option<Arc<tollgate_state::State>> {
+        self.current().state.clone()
+    }
+
+    /// Names of the listeners whose function is `function`.
+    pub fn listeners_using(&self, function: &str) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter(|s| {
+                s.plan
+                    .load()
+                    .section
+                    .function
+                    .as_ref()
+                    .is_some_and(|f| f.name == function)
+            })
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Holds off reloads and function swaps until dropped: a change that
+    /// commits to the state and then swaps plans holds it across both, so a
+    /// concurrent reload never installs what it read before the commit.
+    pub async fn change_lock(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.reloading.clone().lock_owned().await
+    }
+
+    /// Serves `function` (a new LIVE version) on every listener that names
+    /// it, for connections accepted from now on; calls in flight finish on
+    /// the version they started with. Returns the listeners changed.
+    pub fn swap_function(
+        &self,
+        _held: &tokio::sync::OwnedMutexGuard<()>,
+        function: &tollgate_function::Function,
+    ) -> Vec<String> {
+        let mut changed = Vec::new();
+        for slot in &self.slots {
+            let plan = slot.plan.load_full();
+            let Some(f) = &plan.section.function else {
+                continue;
+            };
+            if f.name != function.name() {
+                continue;
+            }
+            let mut next = (*plan).clone();
+            next.function = Some((function.clone(), f.on_error));
+            slot.plan.store(Arc::new(next));
+            changed.push(slot.name.clone());
+        }
+        changed
+    }
+
     /// Each listener's current plan and bound address.
     pub fn plans(&self) -> Vec<(Arc<ListenerPlan>, SocketAddr)> {
         self.slots

@@ -40,6 +40,8 @@ kvs = ["revoked"]
 [kvs.revoked]
 import = "revoked.json"
 
+[kvs.allowed]
+
 [state]
 dir = "state"
 
@@ -83,6 +85,13 @@ impl Api {
         let r = self.get(&format!("/kvs/{store}"));
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()["ETag"].as_str().unwrap().to_owned()
+    }
+    fn upload(&self, path: &str, etag: Option<&str>, wasm: &[u8]) -> HttpReply {
+        let mut headers = vec![("Content-Type", "application/wasm")];
+        if let Some(e) = etag {
+            headers.push(("If-Match", e));
+        }
+        self.call("PUT", path, &headers, wasm)
     }
     fn write(&self, method: &str, path: &str, etag: &str, body: &str) -> HttpReply {
         self.call(
@@ -590,5 +599,212 @@ fn the_documented_revocation_example_works() {
     assert_eq!(
         proxy.connection(1)["connectionLogCustomData"],
         "REVOKED:".to_owned() + &serial(&laptop)
+    );
+}
+
+/// A kept-alive HTTP/1.1 connection through the proxy.
+struct Session {
+    stream: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+}
+
+impl Session {
+    fn open(addr: std::net::SocketAddr, config: std::sync::Arc<rustls::ClientConfig>) -> Session {
+        let conn = rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Session {
+            stream: rustls::StreamOwned::new(conn, tcp),
+        }
+    }
+
+    /// One request; the status code.
+    fn get(&mut self) -> u16 {
+        use std::io::{Read, Write};
+        self.stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            self.stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .expect("a content-length");
+        let mut body = vec![0u8; length];
+        self.stream.read_exact(&mut body).unwrap();
+        head.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+#[test]
+fn functions_go_from_development_to_live_without_dropping_connections() {
+    let s = admin_setup();
+    let proxy = start(&s, "");
+    let api = Api::of(&proxy);
+    let valid = s.pki.client("valid.example");
+
+    // Seeded from the config: both stages, LIVE serving the listener.
+    let listed = api.get("/functions").json();
+    let records = listed["Functions"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{listed}");
+    let live = api.get("/functions/revocation?Stage=LIVE").json();
+    assert_eq!(live["Listeners"], serde_json::json!(["e2e"]));
+    assert_eq!(live["KeyValueStores"], serde_json::json!(["revoked"]));
+    let dev_etag = api.get("/functions/revocation").json()["ETag"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Updates of DEVELOPMENT: If-Match required; bad code refused; nothing changes.
+    let path = "/functions/revocation?KeyValueStores=allowed";
+    let v2 = guests::SUBJECT_ALLOWLIST_WASM;
+    assert_eq!(api.upload(path, None, v2).status, 428);
+    assert_eq!(api.upload(path, Some("F0"), v2).status, 412);
+    for bad in [&b"\0asm garbage"[..], guests::WRONG_WORLD_WASM] {
+        let r = api.upload(path, Some(&dev_etag), bad);
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "InvalidFunction");
+    }
+    let r = api.call(
+        "PUT",
+        path,
+        &[
+            ("If-Match", &dev_etag),
+            ("Content-Type", "application/json"),
+        ],
+        v2,
+    );
+    assert_eq!(r.status, 415);
+    let r = api.upload(
+        "/functions/revocation?KeyValueStores=nope",
+        Some(&dev_etag),
+        v2,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(api.get("/functions/revocation").json()["ETag"], dev_etag);
+
+    let updated = api.upload(path, Some(&dev_etag), v2);
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    let dev_etag = updated.json()["ETag"].as_str().unwrap().to_owned();
+    assert_eq!(
+        updated.json()["KeyValueStores"],
+        serde_json::json!(["allowed"])
+    );
+
+    // LIVE still serves the old version.
+    request(proxy.addr, client(&s, &valid), "/", &[]).ok_json();
+
+    // Testing each stage against a certificate, as `tollgate test --json` would.
+    let pem = serde_json::json!({ "CertificatePem": valid.chain_pem, "ClientIp": "203.0.113.7" });
+    let body = pem.to_string();
+    let json = [("Content-Type", "application/json")];
+    let dev_test = api.call("POST", "/functions/revocation/test", &json, body.as_bytes());
+    assert_eq!(dev_test.status, 200, "{}", dev_test.text());
+    assert_eq!(dev_test.json()["decision"], "deny");
+    let live_test = api
+        .call(
+            "POST",
+            "/functions/revocation/test?Stage=LIVE",
+            &json,
+            body.as_bytes(),
+        )
+        .json();
+    assert_eq!(live_test["decision"], "allow");
+    assert_eq!(live_test["customData"], format!("VALID:{}", serial(&valid)));
+    let (cert_path, _) = valid.write(s.path(), "valid");
+    let kvs = format!("revoked={}", s.path().join("revoked.json").display());
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["test", "--json", "--kvs", &kvs, "--cert"])
+        .arg(&cert_path)
+        .arg(s.path().join("revocation.wasm"))
+        .output()
+        .unwrap();
+    let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&cli), keys(&live_test));
+    assert_eq!(cli["decision"], live_test["decision"]);
+    assert_eq!(cli["customData"], live_test["customData"]);
+    let bad_test = api.call("POST", "/functions/revocation/test", &json, b"{\"Nope\":1}");
+    assert_eq!(bad_test.status, 400);
+
+    // Publish: the next connection runs the new version; an established
+    // connection keeps being served.
+    let mut kept = Session::open(proxy.addr, client(&s, &valid));
+    assert_eq!(kept.get(), 200);
+    assert_eq!(
+        api.call(
+            "POST",
+            "/functions/revocation/publish",
+            &[("If-Match", "F0")],
+            b""
+        )
+        .status,
+        412
+    );
+    let published = api.call(
+        "POST",
+        "/functions/revocation/publish",
+        &[("If-Match", &dev_etag)],
+        b"",
+    );
+    assert_eq!(published.status, 200, "{}", published.text());
+    let acknowledged = Instant::now();
+    let seen = request(proxy.addr, client(&s, &valid), "/", &[]);
+    let refused_after = acknowledged.elapsed();
+    assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
+    assert!(
+        refused_after < Duration::from_millis(100),
+        "{refused_after:?}"
+    );
+    assert_eq!(
+        proxy.connection(3)["connectionStatus"],
+        "Failed:ConnectionFunctionDenied"
+    );
+    assert_eq!(kept.get(), 200);
+    let live = api.get("/functions/revocation?Stage=LIVE").json();
+    assert_eq!(live["Sha256"], updated.json()["Sha256"]);
+
+    // Delete: refused while a listener uses it; a spare one goes.
+    let del = api.call(
+        "DELETE",
+        "/functions/revocation",
+        &[("If-Match", &dev_etag)],
+        b"",
+    );
+    assert_eq!(del.status, 409, "{}", del.text());
+    let spare = api.upload("/functions/spare", None, guests::REVOCATION_WASM);
+    assert_eq!(spare.status, 201, "{}", spare.text());
+    let spare_etag = spare.json()["ETag"].as_str().unwrap().to_owned();
+    assert_eq!(api.upload("/functions/bad%20name", None, v2).status, 400);
+    let del = api.call(
+        "DELETE",
+        "/functions/spare",
+        &[("If-Match", &spare_etag)],
+        b"",
+    );
+    assert_eq!(del.status, 204, "{}", del.text());
+    assert_eq!(api.get("/functions/spare").status, 404);
+
+    // After a crash the published version is what serves.
+    proxy.kill9();
+    let proxy = start(&s, "");
+    let seen = request(proxy.addr, client(&s, &valid), "/", &[]);
+    assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
+    let api = Api::of(&proxy);
+    assert_eq!(
+        api.get("/functions/revocation?Stage=LIVE").json()["Sha256"],
+        updated.json()["Sha256"]
     );
 }
