@@ -162,7 +162,7 @@ pub async fn put_key(
     let PutBody { value } = parse_json(body)?;
     let store = store(reloader, name)?;
     let puts = vec![(key.to_owned(), value.into_bytes())];
-    write(store, move |s| s.update(&etag, puts, Vec::new())).await
+    write(reloader, store, move |s| s.update(&etag, puts, Vec::new())).await
 }
 
 /// `DELETE /kvs/{store}/keys/{key}`
@@ -170,7 +170,10 @@ pub async fn delete_key(reloader: &Reloader, name: &str, key: &str, headers: &He
     let etag = if_match(headers)?;
     let store = store(reloader, name)?;
     let deletes = vec![key.to_owned()];
-    write(store, move |s| s.update(&etag, Vec::new(), deletes)).await
+    write(reloader, store, move |s| {
+        s.update(&etag, Vec::new(), deletes)
+    })
+    .await
 }
 
 /// `POST /kvs/{store}/keys` with `{"Puts": [{"Key", "Value"}], "Deletes": [{"Key"}]}`,
@@ -194,19 +197,22 @@ pub async fn update_keys(
         .map(|p| (p.key, p.value.into_bytes()))
         .collect();
     let deletes = deletes.into_iter().map(|d| d.key).collect();
-    write(store, move |s| s.update(&etag, puts, deletes)).await
+    write(reloader, store, move |s| s.update(&etag, puts, deletes)).await
 }
 
 /// `PUT /kvs/{store}` with an import file: replaces the whole contents.
 pub async fn import(reloader: &Reloader, name: &str, headers: &HeaderMap, body: Bytes) -> Reply {
     let etag = if_match(headers)?;
     let store = store(reloader, name)?;
-    write(store, move |s| s.import_json_if_match(&etag, &body)).await
+    write(reloader, store, move |s| {
+        s.import_json_if_match(&etag, &body)
+    })
+    .await
 }
 
 /// Runs a write off the async threads (it rebuilds the snapshot and waits
 /// for the commit), counts it, and answers with the new ETag.
-async fn write<F>(store: Arc<Store>, f: F) -> Reply
+async fn write<F>(reloader: &Reloader, store: Arc<Store>, f: F) -> Reply
 where
     F: FnOnce(&Store) -> Result<Arc<Snapshot>, UpdateError> + Send + 'static,
 {
@@ -226,6 +232,18 @@ where
             reloads.with(&["kvs", "ok"]).inc();
             let meta = snap.meta();
             tracing::info!(store = %name, etag = %meta.etag, items = meta.key_count, "kvs write committed");
+            // Established connections whose function opens this store are
+            // re-checked against the new contents, after the answer.
+            let recheck = reloader.clone();
+            tokio::spawn(async move {
+                let closed = recheck.recheck(tollgate_edge::Change::Store(name)).await;
+                if closed > 0 {
+                    tracing::info!(
+                        closed,
+                        "kvs write: established connections refused on re-check"
+                    );
+                }
+            });
             let body = json!({
                 "ETag": meta.etag,
                 "ItemCount": meta.key_count,

@@ -74,10 +74,15 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 /// `GET /status`: listeners with their certificates, trust stores, CRLs
 /// and functions; stores.
 pub fn status(reloader: &Reloader) -> Value {
+    let established = reloader.established();
     let listeners: Vec<Value> = reloader
         .plans()
         .iter()
         .map(|(plan, address)| {
+            let open = established
+                .iter()
+                .find(|(name, _)| *name == *plan.name)
+                .map_or(0, |(_, n)| *n);
             let certificates: Vec<Value> = plan
                 .certificates
                 .summaries()
@@ -109,6 +114,7 @@ pub fn status(reloader: &Reloader) -> Value {
                 "trustStore": trust,
                 "function": function,
                 "origin": plan.section.origin.url,
+                "establishedConnections": open,
             })
         })
         .collect();

@@ -173,6 +173,15 @@ pub struct ListenerSection {
     /// Overrides the top-level `[logs]` for this listener.
     #[serde(default)]
     pub logs: Option<LogsSection>,
+    /// When revocation data changes (a KVS write, a reload of CRLs, trust
+    /// stores or stores), re-check established connections — re-run the
+    /// function, re-verify the chain — and close those now refused.
+    #[serde(default = "default_true")]
+    pub recheck_established: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,6 +14,7 @@ use tollgate_proxy::{CertCheck, ConnectionContext, identity_headers, serve_conne
 use tollgate_x509::CertInfo;
 use tracing::Instrument;
 
+use crate::established::Established;
 use crate::load::ListenerPlan;
 
 /// The verdict on a connection before any HTTP.
@@ -30,6 +31,7 @@ pub enum Verdict {
 /// Handles an accepted TCP connection to completion.
 pub(crate) async fn handle(
     plan: Arc<ListenerPlan>,
+    established: Arc<Established>,
     tcp: TcpStream,
     client: SocketAddr,
     shutdown: watch::Receiver<bool>,
@@ -41,7 +43,9 @@ pub(crate) async fn handle(
         .with(&[&plan.name]);
     active.inc();
     let _active = Active(active);
-    run(plan, tcp, client, id, shutdown).instrument(span).await
+    run(plan, established, tcp, client, id, shutdown)
+        .instrument(span)
+        .await
 }
 
 /// Counts a connection as active until dropped.
@@ -55,6 +59,7 @@ impl Drop for Active {
 
 async fn run(
     plan: Arc<ListenerPlan>,
+    established: Arc<Established>,
     tcp: TcpStream,
     client: SocketAddr,
     id: String,
@@ -161,23 +166,23 @@ async fn run(
     record.expiry_ignored = expiry_ignored;
 
     // 3. The pause: the function decides before a single HTTP byte is read.
+    let info = Arc::new(ConnectionInfo {
+        id: id.clone(),
+        client,
+        server,
+        sni: record.tls_sni.clone(),
+        alpn: alpn.clone(),
+        tls_version: record.tls_protocol.clone().unwrap_or_default(),
+        cipher_suite: record.tls_cipher.clone().unwrap_or_default(),
+        listener: plan.name.to_string(),
+        handshake_duration: handshake,
+        chain: chain.iter().cloned().map(CertSource::Der).collect(),
+        expiry_ignored,
+    });
     let verdict = match &plan.function {
         None => Verdict::Allow,
         Some((function, on_error)) => {
-            let info = Arc::new(ConnectionInfo {
-                id: id.clone(),
-                client,
-                server,
-                sni: record.tls_sni.clone(),
-                alpn: alpn.clone(),
-                tls_version: record.tls_protocol.clone().unwrap_or_default(),
-                cipher_suite: record.tls_cipher.clone().unwrap_or_default(),
-                listener: plan.name.to_string(),
-                handshake_duration: handshake,
-                chain: chain.iter().cloned().map(CertSource::Der).collect(),
-                expiry_ignored,
-            });
-            let outcome = function.call(info).await;
+            let outcome = function.call(info.clone()).await;
             metrics
                 .function_seconds
                 .with(&[function.name()])
@@ -250,16 +255,38 @@ async fn run(
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
-    match serve_connection(
+    // Registered for re-checks when revocation data changes; a refusal
+    // then closes the connection at once (no graceful end).
+    let checkable =
+        plan.function.is_some() || matches!(plan.mode, MtlsMode::Required | MtlsMode::Optional);
+    let registration = (plan.section.recheck_established && checkable)
+        .then(|| established.register(info, chain.clone()));
+    let revoked = async move {
+        match registration {
+            Some(mut r) => {
+                let _ = (&mut r.closed).await;
+                // Keep the registration alive until here.
+                drop(r);
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let serving = serve_connection(
         stream,
         h2,
         ctx,
         plan.origin.clone(),
         &plan.section.http,
         stop,
-    )
-    .await
-    {
+    );
+    let result = tokio::select! {
+        result = serving => result,
+        () = revoked => {
+            tracing::info!("connection closed: refused on re-check");
+            return;
+        }
+    };
+    match result {
         Ok(served) => tracing::debug!(
             requests = served.requests,
             idle_closed = served.idle_closed,

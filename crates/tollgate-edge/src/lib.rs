@@ -24,10 +24,12 @@
 //!   only uses what was prepared.
 
 mod connection;
+mod established;
 mod load;
 mod server;
 
 pub use connection::Verdict;
+pub use established::Change;
 pub use load::{
     ListenerPlan, LoadFailure, Loaded, Reuse, compile_record, load, load_with, new_function_etag,
     record_limits, section_limits,

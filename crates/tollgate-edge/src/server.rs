@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tollgate_config::{Config, Problem};
 use tollgate_log::Logger;
 
+use crate::established::{Change, Established};
 use crate::load::{ListenerPlan, LoadFailure, Loaded, Reuse, load_with};
 
 /// A listener's current plan. Each accepted connection takes the plan of the
@@ -23,6 +24,7 @@ struct Slot {
     name: String,
     address: SocketAddr,
     plan: ArcSwap<ListenerPlan>,
+    established: Arc<Established>,
 }
 
 /// What a reload keeps: the runtime (engine, pool, epoch thread) and the
@@ -88,6 +90,7 @@ impl Server {
                 name: plan.name.to_string(),
                 address,
                 plan: ArcSwap::new(plan.clone()),
+                established: Arc::new(Established::default()),
             }));
             sockets.push(socket);
         }
@@ -239,6 +242,26 @@ impl Reloader {
         changed
     }
 
+    /// Re-checks established connections after `change` on every listener
+    /// (each listener's own `recheck_established` decides); closes and logs
+    /// those now refused. Returns how many were closed.
+    pub async fn recheck(&self, change: Change) -> usize {
+        let mut closed = 0;
+        for slot in &self.slots {
+            let plan = slot.plan.load_full();
+            closed += slot.established.recheck(&plan, &change).await;
+        }
+        closed
+    }
+
+    /// Connections registered for re-checks, by listener.
+    pub fn established(&self) -> Vec<(String, usize)> {
+        self.slots
+            .iter()
+            .map(|s| (s.name.clone(), s.established.len()))
+            .collect()
+    }
+
     /// Each listener's current plan and bound address.
     pub fn plans(&self) -> Vec<(Arc<ListenerPlan>, SocketAddr)> {
         self.slots
@@ -313,6 +336,18 @@ impl Reloader {
         current.runtime = loaded.runtime;
         current.stores = loaded.stores;
         current.config = loaded.config;
+        drop(current);
+        // Trust stores, CRLs or store contents may have changed.
+        let me = self.clone();
+        tokio::spawn(async move {
+            let closed = me.recheck(Change::Reload).await;
+            if closed > 0 {
+                tracing::info!(
+                    closed,
+                    "reload: established connections refused on re-check"
+                );
+            }
+        });
         Ok(loaded.warnings)
     }
 }
@@ -343,8 +378,9 @@ async fn accept_loop(
             Ok((tcp, client)) => {
                 let plan = slot.plan.load_full();
                 let stop = stop.clone();
+                let established = slot.established.clone();
                 connections.spawn(async move {
-                    crate::connection::handle(plan, tcp, client, stop).await;
+                    crate::connection::handle(plan, established, tcp, client, stop).await;
                     drop(permit);
                 });
             }

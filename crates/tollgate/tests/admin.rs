@@ -626,14 +626,19 @@ impl Session {
 
     /// One request; the status code.
     fn get(&mut self) -> u16 {
+        self.try_get().expect("the connection is open")
+    }
+
+    /// One request; `None` when the connection is closed.
+    fn try_get(&mut self) -> Option<u16> {
         use std::io::{Read, Write};
         self.stream
             .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .unwrap();
+            .ok()?;
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
-            self.stream.read_exact(&mut byte).unwrap();
+            self.stream.read_exact(&mut byte).ok()?;
             head.push(byte[0]);
         }
         let head = String::from_utf8_lossy(&head).to_string();
@@ -646,8 +651,30 @@ impl Session {
             })
             .expect("a content-length");
         let mut body = vec![0u8; length];
-        self.stream.read_exact(&mut body).unwrap();
-        head.split_whitespace().nth(1).unwrap().parse().unwrap()
+        self.stream.read_exact(&mut body).ok()?;
+        head.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Waits up to 5 s for the proxy to close the connection.
+    fn closed_by_proxy(&mut self) -> bool {
+        use std::io::Read;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        self.stream
+            .sock
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return true,
+            }
+        }
+        false
     }
 }
 
@@ -814,4 +841,142 @@ fn functions_go_from_development_to_live_without_dropping_connections() {
         api.get("/functions/revocation?Stage=LIVE").json()["Sha256"],
         updated.json()["Sha256"]
     );
+}
+
+/// The last connection record for `id` (re-check records repeat the id).
+fn records_for(proxy: &Proxy, id: &str, n: usize) -> Vec<serde_json::Value> {
+    proxy
+        .connections(n)
+        .into_iter()
+        .filter(|r| r["connectionId"] == id)
+        .collect()
+}
+
+#[test]
+fn a_kvs_write_closes_the_established_connections_it_now_refuses() {
+    let s = admin_setup();
+    let proxy = start(&s, "");
+    let api = Api::of(&proxy);
+    let laptop = s.pki.client("laptop.example");
+    let desk = s.pki.client("desk.example");
+    let mut laptop_session = Session::open(proxy.addr, client(&s, &laptop));
+    let mut desk_session = Session::open(proxy.addr, client(&s, &desk));
+    assert_eq!(laptop_session.get(), 200);
+    assert_eq!(desk_session.get(), 200);
+    let laptop_id = proxy
+        .connections(2)
+        .into_iter()
+        .find(|r| {
+            r["clientLeafCertSubject"]
+                .as_str()
+                .unwrap()
+                .contains("laptop")
+        })
+        .unwrap()["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let etag = api.etag("revoked");
+    let path = format!("/kvs/revoked/keys/{}", serial(&laptop));
+    assert_eq!(
+        api.write("PUT", &path, &etag, r#"{"Value":"stolen"}"#)
+            .status,
+        200
+    );
+    assert!(
+        laptop_session.closed_by_proxy(),
+        "the revoked client's connection stays open"
+    );
+    assert_eq!(desk_session.get(), 200);
+
+    let records = records_for(&proxy, &laptop_id, 3);
+    let closing = records.last().unwrap();
+    assert_eq!(
+        closing["connectionStatus"],
+        "Failed:ConnectionFunctionDenied"
+    );
+    assert_eq!(
+        closing["connectionLogCustomData"],
+        format!("REVOKED:{}", serial(&laptop))
+    );
+    assert!(
+        closing["reason"]
+            .as_str()
+            .unwrap()
+            .contains("re-check after a write to store \"revoked\"")
+    );
+    let metrics = api.get("/metrics").text();
+    assert!(
+        metrics.contains(
+            "tollgate_rechecked_connections_closed_total{listener=\"e2e\",reason=\"kvs\"} 1"
+        ),
+        "{metrics}"
+    );
+    // A write to a store the function does not open re-checks nothing.
+    let allowed = api.etag("allowed");
+    let r = api.write("PUT", "/kvs/allowed/keys/x", &allowed, r#"{"Value":"1"}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(desk_session.get(), 200);
+}
+
+#[test]
+fn a_crl_reload_closes_the_established_connections_it_revokes() {
+    let s = admin_setup();
+    write(s.path(), "issuing.crl", s.pki.issuing.crl(&[]));
+    let mtls = format!("{REQUIRED}\ncrls = [\"issuing.crl\"]");
+    let proxy = s.start(&mtls, &extra(""));
+    let api = Api::of(&proxy);
+    let laptop = s.pki.client("laptop.example");
+    let desk = s.pki.client("desk.example");
+    let mut laptop_session = Session::open(proxy.addr, client(&s, &laptop));
+    let mut desk_session = Session::open(proxy.addr, client(&s, &desk));
+    assert_eq!(laptop_session.get(), 200);
+    assert_eq!(desk_session.get(), 200);
+
+    write(
+        s.path(),
+        "issuing.crl",
+        s.pki.issuing.crl(&[&laptop.leaf_der]),
+    );
+    let r = api.call("POST", "/reload", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(laptop_session.closed_by_proxy());
+    assert_eq!(desk_session.get(), 200);
+    let last = proxy.connections(3).pop().unwrap();
+    assert_eq!(last["connectionStatus"], "Failed:ClientCertCrlHit");
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .contains("re-check after a reload")
+    );
+    // And the revoked client cannot come back.
+    let seen = request(proxy.addr, client(&s, &laptop), "/", &[]);
+    assert!(!matches!(seen, Seen::Http(..)), "{seen:?}");
+}
+
+#[test]
+fn rechecks_can_be_turned_off() {
+    let s = admin_setup();
+    let config = config_for(s.origin.addr, REQUIRED, &extra("")).replace(
+        "name = \"e2e\"\n",
+        "name = \"e2e\"\nrecheck_established = false\n",
+    );
+    let proxy = Proxy::start(s.path(), &config);
+    let api = Api::of(&proxy);
+    let laptop = s.pki.client("laptop.example");
+    let mut session = Session::open(proxy.addr, client(&s, &laptop));
+    assert_eq!(session.get(), 200);
+    let etag = api.etag("revoked");
+    let path = format!("/kvs/revoked/keys/{}", serial(&laptop));
+    assert_eq!(
+        api.write("PUT", &path, &etag, r#"{"Value":"stolen"}"#)
+            .status,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(session.get(), 200);
+    let seen = request(proxy.addr, client(&s, &laptop), "/", &[]);
+    assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
 }
