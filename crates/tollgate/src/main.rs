@@ -1,5 +1,6 @@
 //! `tollgate`: the mTLS edge proxy and its tools.
 
+mod client;
 mod demo;
 mod runner;
 mod serve;
@@ -36,6 +37,17 @@ enum Command {
     /// Run the proxy on a generated dev PKI with the example revocation
     /// function and a built-in origin, and print curl commands to try.
     Demo(demo::DemoArgs),
+    /// Key-value stores of a running proxy, through its admin API.
+    ///
+    /// Exit status: 0 on success, 1 when the API refused (its message on
+    /// stderr), 2 when it could not be reached.
+    Kvs(client::KvsArgs),
+    /// Connection functions of a running proxy (upload, test, publish),
+    /// through its admin API.
+    ///
+    /// Exit status: 0 on success, 1 when the API refused, 2 when it could
+    /// not be reached.
+    Functions(client::FunctionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +64,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => report(serve::serve(args)),
         Command::Check(args) => serve::check(args),
         Command::Demo(args) => report(demo::main(args)),
+        Command::Kvs(args) => client::kvs(args),
+        Command::Functions(args) => client::functions(args),
     }
 }
 

@@ -980,3 +980,167 @@ fn rechecks_can_be_turned_off() {
     let seen = request(proxy.addr, client(&s, &laptop), "/", &[]);
     assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
 }
+
+/// `tollgate <args>` against `api`, the token in the environment.
+fn cli(api: &Api, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.args(&args[..1])
+        .args(["--admin", &format!("http://{}", api.addr)])
+        .args(&args[1..])
+        .env_remove("TOLLGATE_ADMIN_TOKEN")
+        .env_remove("TOLLGATE_ADMIN");
+    if let Some(t) = token {
+        cmd.env("TOLLGATE_ADMIN_TOKEN", t);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_kvs_and_functions_commands_drive_the_api() {
+    let s = admin_setup();
+    let proxy = start(&s, "");
+    let api = Api::of(&proxy);
+    let ok = |args: &[&str]| {
+        let (code, out, err) = cli(&api, Some(TOKEN), args);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        out
+    };
+
+    assert!(ok(&["kvs", "list"]).contains("revoked: 1 keys"));
+    assert!(ok(&["kvs", "put", "revoked", "K", "V"]).starts_with("ok: ETag "));
+    assert_eq!(ok(&["kvs", "get", "revoked", "K"]), "V\n");
+    ok(&[
+        "kvs", "update", "revoked", "--put", "A=1", "--put", "B=2", "--delete", "K",
+    ]);
+    let keys: serde_json::Value = serde_json::from_str(&ok(&[
+        "kvs", "keys", "revoked", "--max", "1", "--all", "--json",
+    ]))
+    .unwrap();
+    let names: Vec<&str> = keys["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["Key"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["A", "B", "SEEDED"]);
+    assert_eq!(
+        ok(&["kvs", "keys", "revoked"]),
+        "A\t1\nB\t2\nSEEDED\tfrom the file\n"
+    );
+
+    let (code, _, err) = cli(
+        &api,
+        Some(TOKEN),
+        &["kvs", "put", "revoked", "X", "1", "--if-match", "stale"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("412"), "{err}");
+    let (code, _, err) = cli(&api, None, &["kvs", "list"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no token"), "{err}");
+    let (code, _, err) = cli(&api, Some("not-the-token-at-all"), &["kvs", "list"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("401"), "{err}");
+    write(s.path(), "import.json", kvs_json([("ONLY", "1")]));
+    let import = s.path().join("import.json");
+    ok(&["kvs", "import", "revoked", import.to_str().unwrap()]);
+    assert_eq!(ok(&["kvs", "keys", "revoked"]), "ONLY\t1\n");
+
+    let listed = ok(&["functions", "list"]);
+    assert!(listed.contains("revocation DEVELOPMENT"), "{listed}");
+    assert!(listed.contains("serving e2e"), "{listed}");
+    write(s.path(), "allowlist.wasm", guests::SUBJECT_ALLOWLIST_WASM);
+    let wasm = s.path().join("allowlist.wasm");
+    ok(&[
+        "functions",
+        "upload",
+        "revocation",
+        wasm.to_str().unwrap(),
+        "--kvs",
+        "allowed",
+    ]);
+    let valid = s.pki.client("valid.example");
+    let (cert, _) = valid.write(s.path(), "valid");
+    let tested = ok(&[
+        "functions",
+        "test",
+        "revocation",
+        "--cert",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(tested.starts_with("decision:    deny\n"), "{tested}");
+    let live = ok(&[
+        "functions",
+        "test",
+        "revocation",
+        "--stage",
+        "LIVE",
+        "--cert",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(live.starts_with("decision:    allow\n"), "{live}");
+    request(proxy.addr, client(&s, &valid), "/", &[]).ok_json();
+    ok(&["functions", "publish", "revocation"]);
+    let seen = request(proxy.addr, client(&s, &valid), "/", &[]);
+    assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
+    let described: serde_json::Value = serde_json::from_str(&ok(&[
+        "functions",
+        "describe",
+        "revocation",
+        "--stage",
+        "LIVE",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(described["KeyValueStores"], serde_json::json!(["allowed"]));
+    let (code, _, err) = cli(&api, Some(TOKEN), &["functions", "delete", "revocation"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("409"), "{err}");
+}
+
+#[test]
+fn the_documented_command_line_works() {
+    let s = admin_setup();
+    let proxy = start(&s, "");
+    let api = Api::of(&proxy);
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/admin-api.md"
+    ))
+    .unwrap();
+    let section = &doc[doc.find("## Command line").unwrap()..];
+    let start_at = section.find("```sh\n").unwrap() + "```sh\n".len();
+    let script = &section[start_at..start_at + section[start_at..].find("```").unwrap()];
+    let client_pem = s.pki.client("doc.example").write(s.path(), "client").0;
+    write(s.path(), "revoked-serials.json", kvs_json([("4A3F", "x")]));
+    let script = format!(
+        "export TOLLGATE_ADMIN=http://{}\n{}",
+        api.addr,
+        script
+            .replace("tollgate ", &format!("{} ", env!("CARGO_BIN_EXE_tollgate")))
+            .replace(
+                "target/wasm32-wasip2/release/revocation.wasm",
+                "revocation.wasm"
+            )
+            .replace("client.pem", client_pem.to_str().unwrap())
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("decision:    allow"), "{stdout}");
+    assert!(stdout.contains("\"Stage\": \"LIVE\""), "{stdout}");
+    assert_eq!(api.get("/kvs/revoked/keys/4A3F").status, 200);
+}
