@@ -579,27 +579,11 @@ fn the_documented_revocation_example_works() {
     let proxy = start(&s, "");
     let api = Api::of(&proxy);
     let laptop = s.pki.client("laptop.example");
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/admin-api.md"
-    ))
-    .unwrap();
-    let start = doc.find("```sh\n").unwrap() + "```sh\n".len();
-    let script = &doc[start..start + doc[start..].find("```").unwrap()];
-    let script = script
-        .replace("127.0.0.1:9901", &api.addr.to_string())
-        .replace("4a3f5c92d1e87b6c", &serial(&laptop));
-    let out = std::process::Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(s.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_doc_block(&s, "Revoking a serial", |script| {
+        script
+            .replace("127.0.0.1:9901", &api.addr.to_string())
+            .replace("4a3f5c92d1e87b6c", &serial(&laptop))
+    });
     assert!(stdout.contains("\"ETag\""), "{stdout}");
     let seen = request(proxy.addr, client(&s, &laptop), "/", &[]);
     assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
@@ -1108,39 +1092,47 @@ fn the_documented_command_line_works() {
     let s = admin_setup();
     let proxy = start(&s, "");
     let api = Api::of(&proxy);
+    let client_pem = s.pki.client("doc.example").write(s.path(), "client").0;
+    write(s.path(), "revoked-serials.json", kvs_json([("4A3F", "x")]));
+    let stdout = run_doc_block(&s, "## Command line", |script| {
+        format!(
+            "export TOLLGATE_ADMIN=http://{}\n{}",
+            api.addr,
+            script
+                .replace("tollgate ", &format!("{} ", env!("CARGO_BIN_EXE_tollgate")))
+                .replace(
+                    "target/wasm32-wasip2/release/revocation.wasm",
+                    "revocation.wasm"
+                )
+                .replace("client.pem", client_pem.to_str().unwrap())
+        )
+    });
+    assert!(stdout.contains("decision:    allow"), "{stdout}");
+    assert!(stdout.contains("\"Stage\": \"LIVE\""), "{stdout}");
+    assert_eq!(api.get("/kvs/revoked/keys/4A3F").status, 200);
+}
+
+/// Runs the first `sh` block after `marker` in docs/admin-api.md, rewritten
+/// by `adapt`, with bash in the test directory; its stdout.
+fn run_doc_block(s: &Setup, marker: &str, adapt: impl FnOnce(&str) -> String) -> String {
     let doc = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../docs/admin-api.md"
     ))
     .unwrap();
-    let section = &doc[doc.find("## Command line").unwrap()..];
-    let start_at = section.find("```sh\n").unwrap() + "```sh\n".len();
-    let script = &section[start_at..start_at + section[start_at..].find("```").unwrap()];
-    let client_pem = s.pki.client("doc.example").write(s.path(), "client").0;
-    write(s.path(), "revoked-serials.json", kvs_json([("4A3F", "x")]));
-    let script = format!(
-        "export TOLLGATE_ADMIN=http://{}\n{}",
-        api.addr,
-        script
-            .replace("tollgate ", &format!("{} ", env!("CARGO_BIN_EXE_tollgate")))
-            .replace(
-                "target/wasm32-wasip2/release/revocation.wasm",
-                "revocation.wasm"
-            )
-            .replace("client.pem", client_pem.to_str().unwrap())
-    );
+    let section = &doc[doc.find(marker).expect("the marker")..];
+    let start = section.find("```sh\n").unwrap() + "```sh\n".len();
+    let script = adapt(&section[start..start + section[start..].find("```").unwrap()]);
     let out = std::process::Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(s.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("decision:    allow"), "{stdout}");
-    assert!(stdout.contains("\"Stage\": \"LIVE\""), "{stdout}");
-    assert_eq!(api.get("/kvs/revoked/keys/4A3F").status, 200);
+    stdout
 }
