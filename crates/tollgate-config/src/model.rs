@@ -31,6 +31,28 @@ pub struct Config {
     pub state: Option<StateSection>,
     /// The admin API; none → not started.
     pub admin: Option<AdminSection>,
+    /// Reloading when files change.
+    #[serde(default)]
+    pub watch: WatchSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchSection {
+    /// Reload when the config file or a file it names changes.
+    pub enabled: bool,
+    /// How often files are looked at.
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+}
+
+impl Default for WatchSection {
+    fn default() -> Self {
+        WatchSection {
+            enabled: true,
+            interval: Duration::from_secs(2),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -577,6 +599,9 @@ impl Config {
                     "must be more than zero".into(),
                 );
             }
+        }
+        if self.watch.interval < Duration::from_millis(100) {
+            problem("watch.interval".into(), "must be at least 100ms".into());
         }
         if let Some(admin) = &self.admin {
             if self.state.is_none() {

@@ -27,6 +27,7 @@ mod connection;
 mod established;
 mod load;
 mod server;
+mod watch;
 
 pub use connection::Verdict;
 pub use established::Change;
@@ -35,3 +36,4 @@ pub use load::{
     record_limits, section_limits,
 };
 pub use server::{BindError, ReloadError, Reloader, Server};
+pub use watch::{watch, watched_files};

@@ -42,6 +42,7 @@ pub async fn serve_config(config: Config, ready: Option<OnReady>) -> anyhow::Res
         None => None,
     };
     let admin_section = config.admin.clone();
+    let watch = config.watch.clone();
     let admin_setup = match &admin_section {
         Some(section) => {
             let token = tollgate_admin::read_token(section).map_err(anyhow::Error::msg)?;
@@ -77,6 +78,9 @@ pub async fn serve_config(config: Config, ready: Option<OnReady>) -> anyhow::Res
     let source = config_path(&loaded);
     let server = Server::bind(loaded).await?;
     let addrs = server.local_addrs();
+    if watch.enabled {
+        tokio::spawn(tollgate_edge::watch(server.reloader(), watch.interval));
+    }
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     if let Some((section, token, tls)) = admin_setup {
         let listener = tokio::net::TcpListener::bind(section.address)

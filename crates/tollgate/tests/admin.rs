@@ -520,11 +520,21 @@ fn functions_go_from_development_to_live_without_dropping_connections() {
     let v2 = guests::SUBJECT_ALLOWLIST_WASM;
     assert_eq!(api.upload(path, None, v2).status, 428);
     assert_eq!(api.upload(path, Some("F0"), v2).status, 412);
-    for bad in [&b"\0asm garbage"[..], guests::WRONG_WORLD_WASM] {
+    let oversize = vec![0u8; 5 << 20];
+    for bad in [&b"\0asm garbage"[..], guests::WRONG_WORLD_WASM, &oversize] {
         let r = api.upload(path, Some(&dev_etag), bad);
         assert_eq!(r.status, 400, "{}", r.text());
         assert_eq!(r.json()["error"]["code"], "InvalidFunction");
     }
+    let r = api.upload(path, Some(&dev_etag), &oversize);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4194304"),
+        "{}",
+        r.text()
+    );
     let r = api.call(
         "PUT",
         path,

@@ -61,7 +61,8 @@ fn accepted(proxy: &Proxy, config: &Arc<rustls::ClientConfig>) -> bool {
 
 #[test]
 fn sighup_reloads_trust_material_without_dropping_connections() {
-    let env = Env::required("");
+    // SIGHUP alone: the file watcher is off here.
+    let env = Env::required("\n[watch]\nenabled = false\n");
     let (dir, pki, proxy) = (&env.dir, &env.pki, &env.proxy);
     let server_ca = pki.server_ca.pem();
     let old_client = env.client("old-ca");
@@ -126,4 +127,47 @@ fn a_reload_that_moves_a_listener_is_refused() {
         proxy.stderr()
     );
     assert!(accepted(proxy, &env.client("still")));
+}
+
+#[test]
+fn changed_files_are_reloaded_without_a_signal() {
+    let env = Env::required("\n[watch]\ninterval = \"100ms\"\n");
+    let (dir, pki, proxy) = (&env.dir, &env.pki, &env.proxy);
+    let newcomer_ca = TestCa::root("Newcomer Root");
+    let newcomer = client_config(
+        &pki.server_ca.pem(),
+        Some(&Identity::chain(
+            &newcomer_ca.client("newcomer").build(),
+            &[],
+        )),
+        &[b"http/1.1"],
+    );
+    let mut established = KeepAlive::open(proxy.addr, env.client("old-ca"));
+    assert_eq!(established.get("/one"), 200);
+    assert!(!accepted(proxy, &newcomer));
+
+    // A trust store with both CAs: picked up by the watcher.
+    write(
+        dir.path(),
+        "trust.pem",
+        format!("{}{}", pki.root.pem(), newcomer_ca.pem()),
+    );
+    let start = Instant::now();
+    while !accepted(proxy, &newcomer) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the change was not picked up:\n{}",
+            proxy.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proxy.wait_for_stderr("files changed; configuration reloaded");
+    assert_eq!(established.get("/two"), 200);
+
+    // A broken file is refused; what was serving keeps serving.
+    write(dir.path(), "trust.pem", "not a PEM bundle");
+    proxy.wait_for_stderr("the reload was refused");
+    assert!(accepted(proxy, &newcomer));
+    assert!(accepted(proxy, &env.client("still-fine")));
+    assert_eq!(established.get("/three"), 200);
 }

@@ -43,6 +43,9 @@ import = "revoked.json"
 [state]
 dir = "state"
 
+[watch]
+enabled = false
+
 [admin]
 address = "127.0.0.1:0"
 token_file = "admin.token"

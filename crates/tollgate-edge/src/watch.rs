@@ -1,0 +1,115 @@
+//! Reload when watched files change: the configuration file and every file
+//! it names (certificates, keys, trust stores, CRLs, origin CA and client
+//! certificate, function and import files). Polled, so it works on every
+//! filesystem and with editors and tools that replace files by renaming.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use tollgate_config::Config;
+
+use crate::server::Reloader;
+
+/// What is watched of a file: enough to see a write or a replacement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    modified: Option<SystemTime>,
+    len: Option<u64>,
+    #[cfg(unix)]
+    inode: Option<u64>,
+}
+
+fn seen(path: &PathBuf) -> Seen {
+    let meta = std::fs::metadata(path).ok();
+    Seen {
+        modified: meta.as_ref().and_then(|m| m.modified().ok()),
+        len: meta.as_ref().map(|m| m.len()),
+        #[cfg(unix)]
+        inode: meta.as_ref().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.ino()
+        }),
+    }
+}
+
+/// Every file `config` reads, the config file first.
+pub fn watched_files(config: &Config) -> Vec<PathBuf> {
+    let mut files = vec![config.source.clone()];
+    for f in config.functions.values() {
+        files.push(f.wasm.clone());
+    }
+    for k in config.kvs.values() {
+        files.extend(k.import.clone());
+    }
+    for l in &config.listeners {
+        for c in &l.certificates {
+            files.push(c.cert.clone());
+            files.push(c.key.clone());
+        }
+        files.extend(l.mtls.trust_store.clone());
+        files.extend(l.mtls.crls.iter().cloned());
+        files.extend(l.origin.ca.clone());
+        files.extend(l.origin.client_cert.clone());
+        files.extend(l.origin.client_key.clone());
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+fn snapshot(files: &[PathBuf]) -> Vec<Seen> {
+    files.iter().map(seen).collect()
+}
+
+/// Polls every `interval` and reloads when a watched file changed and then
+/// stayed the same for one more poll (so a file being written is not read
+/// half-way). A reload that fails is reported and not retried until the
+/// files change again. Runs until the task is dropped.
+pub async fn watch(reloader: Reloader, interval: Duration) {
+    let mut files = watched_files(&reloader.config());
+    let mut last = snapshot(&files);
+    let mut pending: Option<Vec<Seen>> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        let now = snapshot(&files);
+        if now == last {
+            pending = None;
+            continue;
+        }
+        if pending.as_ref() != Some(&now) {
+            // Changed since the last poll: wait until it holds still.
+            pending = Some(now);
+            continue;
+        }
+        pending = None;
+        last = now;
+        let path = reloader.config().source;
+        let result = match Config::load(&path) {
+            Ok(config) => reloader.reload(config).await.map_err(|e| e.to_string()),
+            Err(e) => {
+                tollgate_metrics::metrics()
+                    .reloads
+                    .with(&["config", "failed"])
+                    .inc();
+                Err(e.to_string())
+            }
+        };
+        match result {
+            Ok(warnings) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                eprintln!(
+                    "tollgate: files changed; configuration reloaded from {}",
+                    path.display()
+                );
+                // The new configuration may name other files.
+                files = watched_files(&reloader.config());
+                last = snapshot(&files);
+            }
+            Err(e) => eprintln!(
+                "tollgate: files changed but the reload was refused, still serving the previous configuration:\n{e}"
+            ),
+        }
+    }
+}
