@@ -980,3 +980,60 @@ fn run_doc_block(s: &Setup, marker: &str, adapt: impl FnOnce(&str) -> String) ->
     );
     stdout
 }
+
+#[test]
+fn the_admin_api_speaks_https_when_given_a_certificate() {
+    let s = admin_setup();
+    let proxy = start(&s, "tls_cert = \"server.pem\"\ntls_key = \"server.key\"");
+    assert!(
+        proxy.stderr().contains("admin API on https://"),
+        "{}",
+        proxy.stderr()
+    );
+    let addr = proxy.admin_addr();
+    let url = format!("https://localhost:{}", addr.port());
+    let ca = s.path().join("server-ca.pem");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["kvs", "--admin", &url, "--ca"])
+        .arg(&ca)
+        .args(["describe", "revoked"])
+        .env("TOLLGATE_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("revoked: 1 keys"), "{stdout}");
+    // Plain HTTP to the TLS port gets no answer.
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    use std::io::{Read, Write};
+    let _ = tcp.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = tcp.read_to_end(&mut buf);
+    assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"));
+    // Off loopback with TLS is a valid configuration.
+    let config = config_for(
+        s.origin.addr,
+        REQUIRED,
+        &extra("tls_cert = \"server.pem\"\ntls_key = \"server.key\""),
+    )
+    .replace(
+        "address = \"127.0.0.1:0\"\ntoken_file",
+        "address = \"0.0.0.0:9901\"\ntoken_file",
+    );
+    let path = write(s.path(), "check.toml", &config);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -198,8 +198,9 @@ impl Proxy {
         let stderr = self.stderr();
         stderr
             .lines()
-            .find_map(|l| l.strip_prefix("tollgate: admin API on http://"))
-            .and_then(|a| a.trim().parse().ok())
+            .find_map(|l| l.strip_prefix("tollgate: admin API on "))
+            .and_then(|url| url.split_once("://"))
+            .and_then(|(_, a)| a.trim().parse().ok())
             .unwrap_or_else(|| panic!("no admin API announced:\n{stderr}"))
     }
 
