@@ -275,6 +275,7 @@ fn update_error(e: UpdateError) -> ApiError {
         }
         UpdateError::PutAndDelete(_)
         | UpdateError::DuplicatePut(_)
+        | UpdateError::DuplicateDelete(_)
         | UpdateError::Invalid { .. }
         | UpdateError::Import(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, "ValidationError", message)

@@ -1,7 +1,8 @@
 //! Immutable contents of a store.
 
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use hashbrown::HashTable;
@@ -55,13 +56,32 @@ struct Entry {
     value_len: u32,
 }
 
-/// The contents of a store at one version. Never changes once built.
-pub struct Snapshot {
+/// Keys and values in one arena with a hash index: a snapshot's base.
+struct Table {
     arena: Vec<u8>,
     entries: Vec<Entry>,
     index: HashTable<u32>,
     hasher: std::hash::RandomState,
     sorted: OnceLock<Vec<u32>>,
+}
+
+/// Changes on top of a base table: a value, or `None` for a key deleted
+/// from the base. Kept small: past [`MAX_OVERLAY`] the next write rebuilds.
+type Overlay = BTreeMap<Box<str>, Option<Box<[u8]>>>;
+
+/// Overlay entries before a write folds everything into a new base.
+pub(crate) fn max_overlay(base_len: usize) -> usize {
+    4096usize.max(base_len / 64)
+}
+
+/// The contents of a store at one version. Never changes once built.
+///
+/// A base table (rebuilt by imports and, now and then, by updates) plus an
+/// overlay of the keys changed since, so that a write to a large store costs
+/// in proportion to the overlay, not to the store.
+pub struct Snapshot {
+    base: Arc<Table>,
+    overlay: Arc<Overlay>,
     meta: Meta,
 }
 
@@ -69,11 +89,132 @@ impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Snapshot")
             .field("meta", &self.meta)
+            .field("overlay", &self.overlay.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Snapshot {
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        if !self.overlay.is_empty()
+            && let Some(v) = self.overlay.get(key)
+        {
+            return v.as_deref();
+        }
+        self.base.get(key)
+    }
+
+    /// Whether `key` is present.
+    pub fn exists(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.meta.key_count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.meta.key_count == 0
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// Entries changed since the base was built (for compaction decisions).
+    pub(crate) fn overlay_len(&self) -> usize {
+        self.overlay.len()
+    }
+
+    /// Keys in the base table.
+    pub(crate) fn base_len(&self) -> usize {
+        self.base.entries.len()
+    }
+
+    /// All entries: the base's (in import order) not changed since, then the
+    /// changed ones in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let overlay = &self.overlay;
+        self.base
+            .iter()
+            .filter(move |(k, _)| !overlay.contains_key(*k))
+            .chain(
+                overlay
+                    .iter()
+                    .filter_map(|(k, v)| v.as_deref().map(|v| (&**k, v))),
+            )
+    }
+
+    /// Up to `limit` entries in byte-wise key order, starting after `after`
+    /// (exclusive), for paged listing.
+    pub fn keys_after(&self, after: Option<&str>, limit: usize) -> Vec<(&str, &[u8])> {
+        use std::ops::Bound;
+        let mut base = self.base.sorted_from(after).peekable();
+        let lower = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        let mut over = self
+            .overlay
+            .range::<str, _>((lower, Bound::Unbounded))
+            .peekable();
+        let mut out = Vec::with_capacity(limit.min(1024));
+        while out.len() < limit {
+            let take_base = match (base.peek(), over.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((bk, _)), Some((ok, _))) => bk.as_bytes() < ok.as_bytes(),
+            };
+            if take_base {
+                if let Some(entry) = base.next() {
+                    out.push(entry);
+                }
+                continue;
+            }
+            let Some((key, value)) = over.next() else {
+                break;
+            };
+            // The overlay wins over the base for the same key.
+            if base.peek().is_some_and(|(bk, _)| *bk == &**key) {
+                base.next();
+            }
+            if let Some(v) = value {
+                out.push((&**key, &**v));
+            }
+        }
+        out
+    }
+
+    /// This snapshot with `puts` and `deletes` applied on its overlay (the
+    /// caller checked them); `meta` describes the result.
+    pub(crate) fn with_changes(
+        &self,
+        puts: &[(String, Vec<u8>)],
+        deletes: &[String],
+        meta: Meta,
+    ) -> Snapshot {
+        let mut overlay = (*self.overlay).clone();
+        for key in deletes {
+            if self.base.get(key).is_some() {
+                overlay.insert(key.as_str().into(), None);
+            } else {
+                overlay.remove(key.as_str());
+            }
+        }
+        for (key, value) in puts {
+            overlay.insert(key.as_str().into(), Some(value.as_slice().into()));
+        }
+        Snapshot {
+            base: self.base.clone(),
+            overlay: Arc::new(overlay),
+            meta,
+        }
+    }
+}
+
+impl Table {
     fn key(&self, e: &Entry) -> &[u8] {
         &self.arena[e.offset..e.offset + e.key_len as usize]
     }
@@ -83,49 +224,31 @@ impl Snapshot {
         &self.arena[start..start + e.value_len as usize]
     }
 
-    fn find(&self, key: &str) -> Option<&Entry> {
+    fn get(&self, key: &str) -> Option<&[u8]> {
         let hash = self.hasher.hash_one(key.as_bytes());
         self.index
             .find(hash, |&i| {
                 self.key(&self.entries[i as usize]) == key.as_bytes()
             })
-            .map(|&i| &self.entries[i as usize])
+            .map(|&i| self.value(&self.entries[i as usize]))
     }
 
-    /// The value of `key`, if present.
-    pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.find(key).map(|e| self.value(e))
-    }
-
-    /// Whether `key` is present.
-    pub fn exists(&self, key: &str) -> bool {
-        self.find(key).is_some()
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn meta(&self) -> &Meta {
-        &self.meta
+    fn entry(&self, e: &Entry) -> (&str, &[u8]) {
+        // Keys were validated as UTF-8 when the table was built.
+        (
+            std::str::from_utf8(self.key(e)).unwrap_or_default(),
+            self.value(e),
+        )
     }
 
     /// All entries, in insertion (import) order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.entries.iter().map(|e| {
-            // Keys were validated as UTF-8 when the snapshot was built.
-            let key = std::str::from_utf8(self.key(e)).unwrap_or_default();
-            (key, self.value(e))
-        })
+    fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.entries.iter().map(|e| self.entry(e))
     }
 
-    /// Up to `limit` entries in byte-wise key order, starting after `after`
-    /// (exclusive), for paged listing. The sort happens once per snapshot.
-    pub fn keys_after(&self, after: Option<&str>, limit: usize) -> Vec<(&str, &[u8])> {
+    /// Entries in byte-wise key order after `after` (exclusive). The sort
+    /// happens once per table.
+    fn sorted_from(&self, after: Option<&str>) -> impl Iterator<Item = (&str, &[u8])> {
         let sorted = self.sorted.get_or_init(|| {
             let mut order: Vec<u32> = (0..self.entries.len() as u32).collect();
             order.sort_unstable_by(|&a, &b| {
@@ -142,15 +265,7 @@ impl Snapshot {
         };
         sorted[start..]
             .iter()
-            .take(limit)
-            .map(|&i| {
-                let e = &self.entries[i as usize];
-                (
-                    std::str::from_utf8(self.key(e)).unwrap_or_default(),
-                    self.value(e),
-                )
-            })
-            .collect()
+            .map(|&i| self.entry(&self.entries[i as usize]))
     }
 }
 
@@ -232,11 +347,14 @@ impl Builder {
             version,
         };
         Snapshot {
-            arena: self.arena,
-            entries: self.entries,
-            index: self.index,
-            hasher: self.hasher,
-            sorted: OnceLock::new(),
+            base: Arc::new(Table {
+                arena: self.arena,
+                entries: self.entries,
+                index: self.index,
+                hasher: self.hasher,
+                sorted: OnceLock::new(),
+            }),
+            overlay: Arc::new(Overlay::new()),
             meta,
         }
     }

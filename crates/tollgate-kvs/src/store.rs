@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 
 use crate::import::{EntryProblem, ImportError};
-use crate::snapshot::{Builder, Meta, Snapshot};
+use crate::snapshot::{Builder, Meta, Snapshot, max_overlay};
 use crate::{Limits, import};
 
 /// A write that was refused. Nothing was changed.
@@ -24,6 +24,8 @@ pub enum UpdateError {
     PutAndDelete(String),
     #[error("key {0:?} is put twice")]
     DuplicatePut(String),
+    #[error("key {0:?} is deleted twice")]
+    DuplicateDelete(String),
     /// An import body that cannot be used.
     #[error("{0}")]
     Import(String),
@@ -76,6 +78,8 @@ pub struct Store {
     created: SystemTime,
     salt: u64,
     persist: Option<Arc<dyn Persist>>,
+    /// Overrides the overlay size that triggers a rebuild (tests).
+    overlay_limit: Option<usize>,
 }
 
 impl std::fmt::Debug for Store {
@@ -108,7 +112,16 @@ impl Store {
             created,
             salt,
             persist: None,
+            overlay_limit: None,
         }
+    }
+
+    /// Rebuilds the snapshot once more than `n` keys changed since the last
+    /// rebuild (by default a few thousand, or 1/64 of a large store).
+    #[doc(hidden)]
+    pub fn with_overlay_limit(mut self, n: usize) -> Store {
+        self.overlay_limit = Some(n);
+        self
     }
 
     /// Writes to this store are made durable by `persist` before they are
@@ -192,11 +205,11 @@ impl Store {
     /// `update` is `None` for a replacement (import), or the puts and deletes.
     fn publish(
         &self,
-        builder: Builder,
+        make: impl FnOnce(u64, String) -> Snapshot,
         update: Option<Edits<'_>>,
     ) -> Result<Arc<Snapshot>, String> {
         let version = self.current.load().meta().version + 1;
-        let snapshot = Arc::new(builder.finish(self.created, version, etag(self.salt, version)));
+        let snapshot = Arc::new(make(version, etag(self.salt, version)));
         if let Some(persist) = &self.persist {
             let change = match update {
                 None => Change::Replace(&snapshot),
@@ -213,7 +226,8 @@ impl Store {
     pub fn import_json(&self, json: &[u8]) -> Result<Arc<Snapshot>, ImportError> {
         let builder = import::parse(json, &self.limits)?;
         let _guard = self.lock();
-        self.publish(builder, None).map_err(ImportError::NotDurable)
+        self.publish(|v, e| builder.finish(self.created, v, e), None)
+            .map_err(ImportError::NotDurable)
     }
 
     /// [`Store::import_json`] if `if_match` is the current ETag.
@@ -226,11 +240,14 @@ impl Store {
             import::parse(json, &self.limits).map_err(|e| UpdateError::Import(e.to_string()))?;
         let _guard = self.lock();
         self.check_etag(if_match)?;
-        self.publish(builder, None).map_err(UpdateError::NotDurable)
+        self.publish(|v, e| builder.finish(self.created, v, e), None)
+            .map_err(UpdateError::NotDurable)
     }
 
     /// Puts and deletes keys, all or nothing, if `if_match` is the current
-    /// ETag. Rebuilds the snapshot: O(store size) per call, so batch writes.
+    /// ETag. A small change lands on the snapshot's overlay (cost in
+    /// proportion to the overlay); every few thousand changed keys (1/64 of
+    /// the store for large stores) a write rebuilds the whole snapshot.
     pub fn update(
         &self,
         if_match: &str,
@@ -259,36 +276,72 @@ impl Store {
             if !current.exists(key) {
                 return Err(UpdateError::NoSuchKey(key.clone()));
             }
-            delete_set.insert(key.as_str());
-        }
-        let mut builder = Builder::with_capacity(current.len() + puts.len(), 0);
-        let mut size = 0u64;
-        let mut check_size = |key: &str, len: u64| {
-            size += len;
-            if size > self.limits.max_store_bytes {
-                return Err(UpdateError::Invalid {
-                    key: key.to_owned(),
-                    problem: EntryProblem::StoreTooLarge {
-                        size,
-                        max: self.limits.max_store_bytes,
-                    },
-                });
+            if !delete_set.insert(key.as_str()) {
+                return Err(UpdateError::DuplicateDelete(key.clone()));
             }
-            Ok(())
-        };
+        }
+        // Size and count after the change.
+        let mut count = current.len() as u64;
+        let mut total = current.meta().total_size_bytes;
+        for key in &deletes {
+            let old = current.get(key).map_or(0, <[u8]>::len);
+            count -= 1;
+            total -= (key.len() + old) as u64;
+        }
+        for (key, value) in &puts {
+            match current.get(key) {
+                Some(old) => total -= (key.len() + old.len()) as u64,
+                None => count += 1,
+            }
+            total += (key.len() + value.len()) as u64;
+        }
+        if total > self.limits.max_store_bytes {
+            let key = puts.first().map(|(k, _)| k.clone()).unwrap_or_default();
+            return Err(UpdateError::Invalid {
+                key,
+                problem: EntryProblem::StoreTooLarge {
+                    size: total,
+                    max: self.limits.max_store_bytes,
+                },
+            });
+        }
+        let edits = Some((puts.as_slice(), deletes.as_slice()));
+        let limit = self
+            .overlay_limit
+            .unwrap_or_else(|| max_overlay(current.base_len()));
+        if current.overlay_len() + puts.len() + deletes.len() <= limit {
+            // A small change: on the overlay, O(overlay) however large the store.
+            let created = self.created;
+            return self
+                .publish(
+                    |version, etag| {
+                        let meta = Meta {
+                            key_count: count,
+                            total_size_bytes: total,
+                            created,
+                            last_modified: SystemTime::now(),
+                            etag,
+                            version,
+                        };
+                        current.with_changes(&puts, &deletes, meta)
+                    },
+                    edits,
+                )
+                .map_err(UpdateError::NotDurable);
+        }
+        // The overlay is full: fold everything into a new base.
+        let mut builder = Builder::with_capacity(count as usize, total as usize);
         for (key, value) in current.iter() {
             if delete_set.contains(key) {
                 continue;
             }
             let value = put_map.remove(key).unwrap_or(value);
-            check_size(key, (key.len() + value.len()) as u64)?;
             let _ = builder.insert(key, value);
         }
         for (key, value) in put_map {
-            check_size(key, (key.len() + value.len()) as u64)?;
             let _ = builder.insert(key, value);
         }
-        self.publish(builder, Some((&puts, &deletes)))
+        self.publish(|v, e| builder.finish(self.created, v, e), edits)
             .map_err(UpdateError::NotDurable)
     }
 }
