@@ -106,7 +106,12 @@ impl Admin {
                     let admin = admin.clone();
                     async move { Ok::<_, std::convert::Infallible>(admin.handle(req, peer).await) }
                 });
-                let builder = hyper::server::conn::http1::Builder::new();
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                // A client that does not finish its request head in time is
+                // dropped (the API must stay reachable).
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(10));
                 let result = match acceptor {
                     None => builder.serve_connection(TokioIo::new(tcp), service).await,
                     Some(acceptor) => match acceptor.accept(tcp).await {
