@@ -1037,3 +1037,84 @@ fn the_admin_api_speaks_https_when_given_a_certificate() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn a_call_in_flight_finishes_on_the_version_it_started_with() {
+    let s = admin_setup();
+    write(s.path(), "loop.wasm", guests::INFINITE_LOOP_WASM);
+    // The listener's function spins for its whole (1 s) time limit.
+    let config = config_for(s.origin.addr, REQUIRED, &extra(""))
+        .replace(
+            "name = \"revocation\"\n\n[functions",
+            "name = \"slow\"\n\n[functions",
+        )
+        .replace(
+            "[kvs.revoked]",
+            "[functions.slow]\nwasm = \"loop.wasm\"\ntime_limit = \"1s\"\n\n[kvs.revoked]",
+        );
+    let proxy = Proxy::start(s.path(), &config);
+    let api = Api::of(&proxy);
+    let valid = s.pki.client("valid.example");
+
+    // The next version (the revocation function), uploaded beforehand.
+    let dev = api.get("/functions/slow").json()["ETag"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let up = api.upload(
+        "/functions/slow?KeyValueStores=revoked&TimeLimit=5ms",
+        Some(&dev),
+        guests::REVOCATION_WASM,
+    );
+    assert_eq!(up.status, 200, "{}", up.text());
+    let etag = up.json()["ETag"].as_str().unwrap().to_owned();
+    let addr = proxy.addr;
+    let slow_client = client(&s, &valid);
+    let in_flight = std::thread::spawn(move || {
+        let started = Instant::now();
+        (request(addr, slow_client, "/", &[]), started.elapsed())
+    });
+    // Wait until the slow call is running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !api
+        .get("/metrics")
+        .text()
+        .contains("tollgate_active_connections{listener=\"e2e\"} 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the slow connection never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Publish it while the slow call runs.
+    let publishing = Instant::now();
+    let published = api.call(
+        "POST",
+        "/functions/slow/publish",
+        &[("If-Match", &etag)],
+        b"",
+    );
+    assert_eq!(published.status, 200, "{}", published.text());
+    eprintln!("publish took {:?}", publishing.elapsed());
+    assert!(
+        !in_flight.is_finished(),
+        "the slow call ended before the publish ({:?})",
+        publishing.elapsed()
+    );
+    // New connections run the new version at once...
+    request(proxy.addr, client(&s, &valid), "/", &[]).ok_json();
+    // ...while the call in flight ended as the old version does: out of time.
+    let (seen, took) = in_flight.join().unwrap();
+    assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    let records = proxy.connections(2);
+    let old = records
+        .iter()
+        .find(|r| r["connectionStatus"] == "Failed:ConnectionFunctionError")
+        .unwrap_or_else(|| panic!("{records:?}"));
+    assert!(old["reason"].as_str().unwrap().contains("timeout"), "{old}");
+    assert!(records.iter().any(|r| r["connectionStatus"] == "Success"));
+}
