@@ -46,6 +46,9 @@ pub struct Served {
     pub requests: u64,
     /// Closed by us because no request came within the idle timeout.
     pub idle_closed: bool,
+    /// Dropped by us because a request head was not complete within the
+    /// header-read timeout.
+    pub header_timeout: bool,
 }
 
 /// Serves HTTP/1.1 or HTTP/2 (by `h2`, the ALPN result) on `io` until the client
@@ -77,6 +80,11 @@ where
     let idle = settings.idle_timeout;
     let mut served = Served::default();
     tokio::pin!(shutdown);
+    // HTTP/1.1 header-read timeout, from the first byte of a request head
+    // (hyper's own starts as soon as the connection waits for a head, which
+    // would cut idle keep-alive connections at this timeout instead of
+    // `idle_timeout`).
+    let header_timeout = (!h2).then_some(settings.header_read_timeout);
     macro_rules! drive {
         ($conn:expr) => {{
             let conn = $conn;
@@ -84,7 +92,24 @@ where
             let mut shutting_down = false;
             loop {
                 let deadline = activity.idle_deadline(idle);
+                let head_deadline = header_timeout.and_then(|t| activity.head_deadline(t));
                 tokio::select! {
+                    () = async {
+                        match head_deadline {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        if header_timeout.and_then(|t| activity.head_deadline(t))
+                            .is_some_and(|at| at <= tokio::time::Instant::now())
+                        {
+                            // A request head that does not finish: drop the
+                            // connection (slowloris), nothing is answered.
+                            served.requests = activity.requests.load(Ordering::Relaxed);
+                            served.header_timeout = true;
+                            return Ok(served);
+                        }
+                    }
                     result = conn.as_mut() => {
                         served.requests = activity.requests.load(Ordering::Relaxed);
                         return result.map(|()| served);
@@ -115,7 +140,9 @@ where
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(settings.header_read_timeout)
+            // Ours (above) starts at a head's first byte; hyper's would start
+            // while a keep-alive connection waits.
+            .header_read_timeout(None)
             .max_buf_size(settings.max_header_bytes.max(8192))
             .keep_alive(true);
         drive!(builder.serve_connection(io, service))
@@ -352,16 +379,57 @@ impl Drop for LoggedBody {
     }
 }
 
-/// Last I/O time and requests in flight, for the idle timeout.
-#[derive(Default)]
+/// Last I/O time and requests in flight, for the idle timeout; when the
+/// request head being read began, for the header-read timeout.
 struct Activity {
     epoch: std::sync::OnceLock<Instant>,
     last_io_ms: AtomicU64,
     in_flight: AtomicUsize,
     requests: AtomicU64,
+    /// Milliseconds since `epoch` of the first byte of a request head not yet
+    /// complete; [`NO_HEAD`] when none is being read.
+    head_started_ms: AtomicU64,
+}
+
+const NO_HEAD: u64 = u64::MAX;
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            epoch: std::sync::OnceLock::new(),
+            last_io_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(NO_HEAD),
+        }
+    }
 }
 
 impl Activity {
+    /// Bytes arrived: between requests they start a request head.
+    fn read(&self) {
+        self.touch();
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            let ms = self.epoch().elapsed().as_millis() as u64;
+            let _ = self.head_started_ms.compare_exchange(
+                NO_HEAD,
+                ms,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// When the head being read must be complete, if one is being read.
+    fn head_deadline(&self, timeout: Duration) -> Option<tokio::time::Instant> {
+        match self.head_started_ms.load(Ordering::Acquire) {
+            NO_HEAD => None,
+            ms => Some(tokio::time::Instant::from_std(
+                self.epoch() + Duration::from_millis(ms) + timeout,
+            )),
+        }
+    }
+
     fn epoch(&self) -> Instant {
         *self.epoch.get_or_init(Instant::now)
     }
@@ -391,7 +459,9 @@ struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn new(activity: Arc<Activity>) -> InFlight {
+        // The head is complete: hyper hands over the request.
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.head_started_ms.store(NO_HEAD, Ordering::Release);
         activity.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(activity)
     }
@@ -419,7 +489,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.read();
         }
         polled
     }

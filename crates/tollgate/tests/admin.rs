@@ -1062,7 +1062,7 @@ fn a_call_in_flight_finishes_on_the_version_it_started_with() {
         .unwrap()
         .to_owned();
     let up = api.upload(
-        "/functions/slow?KeyValueStores=revoked&TimeLimit=5ms",
+        "/functions/slow?KeyValueStores=revoked&TimeLimit=100ms",
         Some(&dev),
         guests::REVOCATION_WASM,
     );

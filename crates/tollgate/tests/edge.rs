@@ -248,7 +248,9 @@ fn ignore_expiry_admits_an_expired_chain_but_not_a_revoked_one() {
     write(s.path(), "inspect.wasm", guests::INSPECT_WASM);
     let proxy = s.start(
         &format!("{REQUIRED}\ncrls = [\"issuing.crl\"]\nignore_certificate_expiry = true"),
-        "[listener.function]\nname = \"inspect\"\n[functions.inspect]\nwasm = \"inspect.wasm\"\n",
+        // A roomy time limit: the debug-built host parses certificates for the
+        // guest, and a loaded CI machine must not turn that into a timeout.
+        "[listener.function]\nname = \"inspect\"\n[functions.inspect]\nwasm = \"inspect.wasm\"\ntime_limit = \"200ms\"\n",
     );
     request(proxy.addr, s.client(Some(&expired)), "/", &[]).ok_json();
     let record = proxy.connection(1);
@@ -466,4 +468,19 @@ fn slow_idle_and_oversized_requests_are_cut_off() {
     assert_eq!(s.origin.requests(), 0);
     // A normal request still works.
     request(proxy.addr, config, "/", &[]).ok_json();
+}
+
+#[test]
+fn a_keep_alive_connection_outlives_the_header_read_timeout_while_idle() {
+    let s = setup();
+    let proxy = s.start(
+        REQUIRED,
+        "[listener.http]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"5s\"",
+    );
+    let mut session =
+        common::admin::Session::open(proxy.addr, s.client(Some(&s.pki.client("keepalive"))));
+    assert_eq!(session.get(), 200);
+    // Idle for longer than the header-read timeout, shorter than idle_timeout.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(session.try_get(), Some(200));
 }

@@ -76,8 +76,13 @@ fn changes_under_load_fail_no_good_connection_and_revoke_at_once() {
             })
         })
         .collect();
-    let pause = || std::thread::sleep(Duration::from_millis(300));
-    pause();
+    // After each change the bystander's connection still answers (it also
+    // keeps it from idling out on slow machines).
+    let pause = |bystander: &mut Session| {
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(bystander.get(), 200);
+    };
+    pause(&mut bystander);
 
     // 1. A 100k-key import replaces the store (none of our clients in it).
     let big: Vec<(String, String)> = (0..100_000)
@@ -88,7 +93,7 @@ fn changes_under_load_fail_no_good_connection_and_revoke_at_once() {
     let imported = api.write("PUT", "/kvs/revoked", &etag, &json);
     assert_eq!(imported.status, 200, "{}", imported.text());
     assert_eq!(imported.json()["ItemCount"], 100_000);
-    pause();
+    pause(&mut bystander);
 
     // 2. A serial revoked through the API: the next connection that starts
     //    after the acknowledgement is refused, and the live one is closed.
@@ -97,14 +102,16 @@ fn changes_under_load_fail_no_good_connection_and_revoke_at_once() {
     let revoked = api.write("PUT", &path, &etag, r#"{"Value":"stolen"}"#);
     assert_eq!(revoked.status, 200, "{}", revoked.text());
     let acknowledged = Instant::now();
-    let seen = request(proxy.addr, client(&s, &laptop), "/", &[]);
+    let laptop_config = client(&s, &laptop);
+    let kvs_start = acknowledged.elapsed();
+    let seen = request(proxy.addr, laptop_config, "/", &[]);
     let kvs_latency = acknowledged.elapsed();
     assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
     assert!(
         laptop_session.closed_by_proxy(),
         "the revoked live connection stays open"
     );
-    pause();
+    pause(&mut bystander);
 
     // 3. A CRL replaced and reloaded: the victim is refused and its live
     //    connection closed.
@@ -116,14 +123,16 @@ fn changes_under_load_fail_no_good_connection_and_revoke_at_once() {
     let reload = api.call("POST", "/reload", &[], b"");
     assert_eq!(reload.status, 200, "{}", reload.text());
     let acknowledged = Instant::now();
-    let seen = request(proxy.addr, client(&s, &victim), "/", &[]);
+    let victim_config = client(&s, &victim);
+    let crl_start = acknowledged.elapsed();
+    let seen = request(proxy.addr, victim_config, "/", &[]);
     let crl_latency = acknowledged.elapsed();
     assert!(!matches!(seen, Seen::Http(..)), "{seen:?}");
     assert!(
         victim_session.closed_by_proxy(),
         "the CRL-revoked live connection stays open"
     );
-    pause();
+    pause(&mut bystander);
 
     // 4. A config reload with a changed setting.
     let changed = std::fs::read_to_string(s.path().join("tollgate.toml"))
@@ -135,7 +144,7 @@ fn changes_under_load_fail_no_good_connection_and_revoke_at_once() {
     write(s.path(), "tollgate.toml", changed);
     let reload = api.call("POST", "/reload", &[], b"");
     assert_eq!(reload.status, 200, "{}", reload.text());
-    pause();
+    pause(&mut bystander);
 
     // 5. A new function version published: the next connection runs it.
     let dev = api.get("/functions/revocation").json()["ETag"]
@@ -143,7 +152,7 @@ fn changes_under_load_fail_no_good_connection_and_revoke_at_once() {
         .unwrap()
         .to_owned();
     let uploaded = api.upload(
-        "/functions/revocation?KeyValueStores=",
+        "/functions/revocation?KeyValueStores=&TimeLimit=200ms",
         Some(&dev),
         guests::INSPECT_WASM,
     );
@@ -157,15 +166,12 @@ fn changes_under_load_fail_no_good_connection_and_revoke_at_once() {
     );
     assert_eq!(published.status, 200, "{}", published.text());
     let acknowledged = Instant::now();
-    let probe = request(
-        proxy.addr,
-        client(&s, &s.pki.client("probe.example")),
-        "/",
-        &[],
-    );
+    let probe_config = client(&s, &s.pki.client("probe.example"));
+    let publish_start = acknowledged.elapsed();
+    let probe = request(proxy.addr, probe_config, "/", &[]);
     let publish_latency = acknowledged.elapsed();
     assert!(matches!(probe, Seen::Http(200, _)), "{probe:?}");
-    pause();
+    pause(&mut bystander);
 
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -183,6 +189,16 @@ fn changes_under_load_fail_no_good_connection_and_revoke_at_once() {
         "good connections failed: {:?}",
         failures.lock().unwrap()
     );
+    // Each change was in effect for a connection that started within 100 ms
+    // of its acknowledgement (changes are applied before the API answers, so
+    // this measures how soon the test could start one).
+    for (what, started) in [
+        ("kvs", kvs_start),
+        ("crl", crl_start),
+        ("publish", publish_start),
+    ] {
+        assert!(started < Duration::from_millis(100), "{what}: {started:?}");
+    }
     assert!(ok >= 20, "too little load to mean anything: {ok}");
     // The bystander was never dropped.
     assert_eq!(bystander.get(), 200);
@@ -256,8 +272,8 @@ fn changes_under_load_fail_no_good_connection_and_revoke_at_once() {
     assert_eq!(
         value("tollgate_origin_responses_total{listener=\"e2e\",status=\"200\"}"),
         // One request per load connection and the probe; the sessions made
-        // four (the bystander two, the laptop and the victim one each).
-        (ok + 1 + 4) as f64
+        // ten (the bystander eight, the laptop and the victim one each).
+        (ok + 1 + 10) as f64
     );
     assert_eq!(value("tollgate_active_connections{listener=\"e2e\"}"), 1.0);
 }
