@@ -598,6 +598,28 @@ fn functions_go_from_development_to_live_without_dropping_connections() {
     assert_eq!(keys(&cli), keys(&live_test));
     assert_eq!(cli["decision"], live_test["decision"]);
     assert_eq!(cli["customData"], live_test["customData"]);
+    // A connection object instead of a certificate: no certificate → deny.
+    let conn = serde_json::json!({
+        "Connection": { "connectionId": "c1", "clientIp": "203.0.113.9", "endpoint": "api.example.com" }
+    })
+    .to_string();
+    let by_object = api.call(
+        "POST",
+        "/functions/revocation/test?Stage=LIVE",
+        &json,
+        conn.as_bytes(),
+    );
+    assert_eq!(by_object.status, 200, "{}", by_object.text());
+    assert_eq!(by_object.json()["decision"], "deny");
+    assert_eq!(by_object.json()["reason"], "no client certificate");
+    let bad_object = serde_json::json!({ "Connection": { "clientIpAddress": "x" } }).to_string();
+    let r = api.call(
+        "POST",
+        "/functions/revocation/test",
+        &json,
+        bad_object.as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
     let bad_test = api.call("POST", "/functions/revocation/test", &json, b"{\"Nope\":1}");
     assert_eq!(bad_test.status, 400);
 
