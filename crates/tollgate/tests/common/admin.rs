@@ -93,6 +93,18 @@ impl Api {
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()["ETag"].as_str().unwrap().to_owned()
     }
+    /// Waits (up to 10 s) until `/metrics` has this exact line.
+    pub fn wait_for_metric(&self, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.get("/metrics").text();
+            if text.lines().any(|l| l == line) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {line:?} in\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     pub fn upload(&self, path: &str, etag: Option<&str>, wasm: &[u8]) -> HttpReply {
         let mut headers = vec![("Content-Type", "application/wasm")];
         if let Some(e) = etag {
