@@ -4,7 +4,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
-use tollgate_config::Config;
 use tollgate_edge::{ReloadError, Reloader};
 use tollgate_log::SinkSpec;
 use tollgate_metrics::Writer;
@@ -145,19 +144,7 @@ pub fn status(reloader: &Reloader) -> Value {
 /// problem when it does not load (the running configuration stays).
 pub async fn reload(reloader: &Reloader) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = reloader.config().source;
-    let config = match Config::load(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            tollgate_metrics::metrics()
-                .reloads
-                .with(&["config", "failed"])
-                .inc();
-            return Err(refused(
-                e.problems().iter().map(|p| p.to_string()).collect(),
-            ));
-        }
-    };
-    match reloader.reload(config).await {
+    match reloader.reload_from_disk().await {
         Ok(warnings) => Ok(json_response(
             StatusCode::OK,
             &json!({
@@ -165,6 +152,9 @@ pub async fn reload(reloader: &Reloader) -> Result<Response<Full<Bytes>>, ApiErr
                 "warnings": warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
             }),
         )),
+        Err(ReloadError::Config(e)) => {
+            Err(refused(e.problems().iter().map(|p| p.to_string()).collect()))
+        }
         Err(ReloadError::Load(failure)) => Err(refused(
             failure.errors.iter().map(|p| p.to_string()).collect(),
         )),

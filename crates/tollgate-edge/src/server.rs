@@ -56,6 +56,9 @@ pub struct BindError {
 /// Why a reload was refused; the server keeps serving what it had.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    /// The configuration file does not read, parse or check.
+    #[error("{0}")]
+    Config(#[from] tollgate_config::ConfigError),
     #[error("{0}")]
     Load(LoadFailure),
     #[error(
@@ -268,6 +271,23 @@ impl Reloader {
             .iter()
             .map(|s| (s.plan.load_full(), s.address))
             .collect()
+    }
+
+    /// Reads the configuration file being served again and reloads it
+    /// (SIGHUP, `POST /reload`, the file watcher). A file that does not read
+    /// or check counts as a failed reload like one that does not load.
+    pub async fn reload_from_disk(&self) -> Result<Vec<Problem>, ReloadError> {
+        let path = self.config().source;
+        match Config::load(&path) {
+            Ok(config) => self.reload(config).await,
+            Err(e) => {
+                tollgate_metrics::metrics()
+                    .reloads
+                    .with(&["config", "failed"])
+                    .inc();
+                Err(ReloadError::Config(e))
+            }
+        }
     }
 
     /// Loads `config` in full and, only if everything loads and the listeners

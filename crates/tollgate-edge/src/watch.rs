@@ -84,17 +84,7 @@ pub async fn watch(reloader: Reloader, interval: Duration) {
         pending = None;
         last = now;
         let path = reloader.config().source;
-        let result = match Config::load(&path) {
-            Ok(config) => reloader.reload(config).await.map_err(|e| e.to_string()),
-            Err(e) => {
-                tollgate_metrics::metrics()
-                    .reloads
-                    .with(&["config", "failed"])
-                    .inc();
-                Err(e.to_string())
-            }
-        };
-        match result {
+        match reloader.reload_from_disk().await {
             Ok(warnings) => {
                 for w in warnings {
                     eprintln!("warning: {w}");

@@ -146,8 +146,7 @@ async fn reload(
     reloader: &tollgate_edge::Reloader,
     path: &Path,
 ) -> anyhow::Result<Vec<tollgate_log::Logger>> {
-    let config = Config::load(path)?;
-    let warnings = reloader.reload(config).await?;
+    let warnings = reloader.reload_from_disk().await?;
     for warning in &warnings {
         eprintln!("warning: {warning}");
     }
