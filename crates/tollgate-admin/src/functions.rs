@@ -15,9 +15,7 @@ use tollgate_edge::{Reloader, compile_record, new_function_etag, record_limits};
 use tollgate_function::{CertSource, ConnectionInfo};
 use tollgate_state::{FunctionRecord, Stage, State};
 
-use crate::http_io::{
-    ApiError, if_match, json_response, json_with_etag, parse_json, percent_decode,
-};
+use crate::http_io::{ApiError, if_match, json_response, json_with_etag, parse_json, query_pairs};
 
 type Reply = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -72,19 +70,9 @@ fn record_json(reloader: &Reloader, r: &FunctionRecord) -> Value {
 
 fn stage_param(query: &str) -> Result<Stage, ApiError> {
     let mut stage = Stage::Development;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "Stage" => {
-                stage = Stage::parse(&percent_decode(v)?)
-                    .ok_or_else(|| ApiError::bad_request("Stage must be DEVELOPMENT or LIVE"))?;
-            }
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter {other:?} (Stage)"
-                )));
-            }
-        }
+    for (_, value) in query_pairs(query, &["Stage"])? {
+        stage = Stage::parse(&value)
+            .ok_or_else(|| ApiError::bad_request("Stage must be DEVELOPMENT or LIVE"))?;
     }
     Ok(stage)
 }
@@ -150,10 +138,9 @@ struct Settings {
 
 fn settings(query: &str) -> Result<Settings, ApiError> {
     let mut s = Settings::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v)?;
-        match k {
+    let known = ["KeyValueStores", "TimeLimit", "MemoryLimit", "Comment"];
+    for (name, v) in query_pairs(query, &known)? {
+        match name {
             "KeyValueStores" => {
                 s.kvs = Some(
                     v.split(',')
@@ -176,12 +163,7 @@ fn settings(query: &str) -> Result<Settings, ApiError> {
                         ApiError::bad_request("MemoryLimit must be a number of bytes")
                     })?)
             }
-            "Comment" => s.comment = Some(v),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter {other:?} (KeyValueStores, TimeLimit, MemoryLimit, Comment)"
-                )));
-            }
+            _ => s.comment = Some(v),
         }
     }
     Ok(s)

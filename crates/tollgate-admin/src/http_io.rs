@@ -181,6 +181,23 @@ pub fn percent_decode(segment: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("{segment:?} is not UTF-8 once decoded")))
 }
 
+/// The `name=value` pairs of a query string, values percent-decoded; a
+/// name not in `known` is a 400 that lists them.
+pub fn query_pairs<'q>(query: &'q str, known: &[&str]) -> Result<Vec<(&'q str, String)>, ApiError> {
+    let mut pairs = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !known.contains(&name) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter {name:?} ({})",
+                known.join(", ")
+            )));
+        }
+        pairs.push((name, percent_decode(value)?));
+    }
+    Ok(pairs)
+}
+
 /// Whether a route pattern (`/kvs/{store}`) matches path segments.
 pub fn matches(pattern: &str, segments: &[&str]) -> bool {
     let parts: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
@@ -202,6 +219,23 @@ mod tests {
         assert!(percent_decode("%4").is_err());
         assert!(percent_decode("%zz").is_err());
         assert!(percent_decode("%ff").is_err());
+    }
+
+    #[test]
+    fn query_pairs_decode_values_and_refuse_unknown_names() {
+        let pairs = query_pairs("A=x%2Cy&B=&&A=2", &["A", "B"]).unwrap();
+        assert_eq!(
+            pairs,
+            [
+                ("A", "x,y".to_owned()),
+                ("B", String::new()),
+                ("A", "2".to_owned())
+            ]
+        );
+        let err = query_pairs("A=1&C=2", &["A", "B"]).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(err.message.contains("\"C\" (A, B)"), "{}", err.message);
+        assert!(query_pairs("A=%zz", &["A"]).is_err());
     }
 
     #[test]

@@ -11,9 +11,7 @@ use serde_json::{Value, json};
 use tollgate_edge::Reloader;
 use tollgate_kvs::{Snapshot, Store, UpdateError};
 
-use crate::http_io::{
-    ApiError, if_match, json_response, json_with_etag, parse_json, percent_decode,
-};
+use crate::http_io::{ApiError, if_match, json_response, json_with_etag, parse_json, query_pairs};
 
 type Reply = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -66,26 +64,16 @@ pub fn list_keys(reloader: &Reloader, name: &str, query: &str) -> Reply {
     let snap = store(reloader, name)?.snapshot();
     let mut limit = DEFAULT_PAGE;
     let mut after = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v)?;
-        match k {
-            "MaxResults" => {
-                limit = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!("MaxResults must be 1 to {MAX_PAGE}"))
-                    })?;
-            }
-            "NextToken" => after = Some(v),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter {other:?} (MaxResults, NextToken)"
-                )));
-            }
+    for (name, value) in query_pairs(query, &["MaxResults", "NextToken"])? {
+        if name == "NextToken" {
+            after = Some(value);
+            continue;
         }
+        limit = value
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("MaxResults must be 1 to {MAX_PAGE}")))?;
     }
     // One more than the page tells whether there is a next page.
     let entries = snap.keys_after(after.as_deref(), limit + 1);

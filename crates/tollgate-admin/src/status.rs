@@ -152,9 +152,9 @@ pub async fn reload(reloader: &Reloader) -> Result<Response<Full<Bytes>>, ApiErr
                 "warnings": warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
             }),
         )),
-        Err(ReloadError::Config(e)) => {
-            Err(refused(e.problems().iter().map(|p| p.to_string()).collect()))
-        }
+        Err(ReloadError::Config(e)) => Err(refused(
+            e.problems().iter().map(|p| p.to_string()).collect(),
+        )),
         Err(ReloadError::Load(failure)) => Err(refused(
             failure.errors.iter().map(|p| p.to_string()).collect(),
         )),
