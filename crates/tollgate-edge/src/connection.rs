@@ -38,9 +38,7 @@ pub(crate) async fn handle(
 ) {
     let id = tollgate_function::new_connection_id();
     let span = tracing::info_span!("connection", id = %id, listener = %plan.name, client = %client);
-    let active = tollgate_metrics::metrics()
-        .active_connections
-        .with(&[&plan.name]);
+    let active = plan.metrics.active.clone();
     active.inc();
     let _active = Active(active);
     run(plan, established, tcp, client, id, shutdown)
@@ -118,10 +116,7 @@ async fn run(
         Ok(Ok(stream)) => stream,
     };
     let handshake = start.elapsed();
-    metrics
-        .handshake_seconds
-        .with(&[&plan.name])
-        .observe(handshake);
+    plan.metrics.handshake.observe(handshake);
     let (_, tls) = stream.get_ref();
     record.tls_handshake_duration = Some(millis(handshake));
     record.tls_protocol = tls.protocol_version().map(protocol_name);
@@ -183,17 +178,19 @@ async fn run(
         None => Verdict::Allow,
         Some((function, on_error)) => {
             let outcome = function.call(info.clone()).await;
-            metrics
-                .function_seconds
-                .with(&[function.name()])
-                .observe(outcome.duration);
+            let function_metrics = plan.metrics.function.as_ref();
+            if let Some((seconds, _)) = function_metrics {
+                seconds.observe(outcome.duration);
+            }
             if let Some(err) = &outcome.error {
                 metrics
                     .function_errors
                     .with(&[function.name(), err.kind.as_str()])
                     .inc();
-            } else if outcome.decision == Decision::Deny {
-                metrics.function_denies.with(&[function.name()]).inc();
+            } else if outcome.decision == Decision::Deny
+                && let Some((_, denies)) = function_metrics
+            {
+                denies.inc();
             }
             record.function_name = Some(function.name().to_owned());
             record.function_duration = Some(millis(outcome.duration));
@@ -234,7 +231,7 @@ async fn run(
         return;
     }
     record.connection_status = "Success".into();
-    metrics.connections.with(&[&plan.name, "Success"]).inc();
+    plan.metrics.success.inc();
     plan.connection_log.log(&record);
 
     // 4. HTTP.

@@ -57,6 +57,35 @@ pub struct ListenerPlan {
     pub origin: Arc<Origin>,
     pub connection_log: Logger,
     pub access_log: Logger,
+    /// The listener's metric series, found once here rather than per
+    /// connection.
+    pub metrics: Arc<ListenerMetrics>,
+}
+
+/// A listener's metric series.
+pub struct ListenerMetrics {
+    pub active: Arc<tollgate_metrics::Gauge>,
+    pub handshake: Arc<tollgate_metrics::Histogram>,
+    pub success: Arc<tollgate_metrics::Counter>,
+    /// Duration and denies of the listener's function, by its name (a
+    /// published version keeps the name, so these stay right).
+    pub function: Option<(
+        Arc<tollgate_metrics::Histogram>,
+        Arc<tollgate_metrics::Counter>,
+    )>,
+}
+
+impl ListenerMetrics {
+    fn new(listener: &str, function: Option<&str>) -> ListenerMetrics {
+        let m = tollgate_metrics::metrics();
+        ListenerMetrics {
+            active: m.active_connections.with(&[listener]),
+            handshake: m.handshake_seconds.with(&[listener]),
+            success: m.connections.with(&[listener, "Success"]),
+            function: function
+                .map(|f| (m.function_seconds.with(&[f]), m.function_denies.with(&[f]))),
+        }
+    }
 }
 
 /// Why loading failed: every problem found, not just the first.
@@ -473,6 +502,10 @@ pub async fn load_with(
                 origin,
                 connection_log,
                 access_log,
+                metrics: Arc::new(ListenerMetrics::new(
+                    &section.name,
+                    section.function.as_ref().map(|f| f.name.as_str()),
+                )),
             }));
         }
     }
