@@ -27,6 +27,7 @@ const ARTIFACTS: &[(&str, &str)] = &[
     ("INSPECT", "guest_inspect.wasm"),
     ("COUNTER", "guest_counter.wasm"),
     ("SANDBOX_ESCAPE", "guest_sandbox_escape.wasm"),
+    ("SLEEP", "guest_sleep.wasm"),
     ("WRONG_WORLD", "guest-wrong-world.wasm"),
 ];
 

@@ -3,7 +3,11 @@
 //! store of 1,000,000 revoked serials, with a real client certificate.
 //!
 //! Run: `cargo bench -p tollgate-function --bench per_connection`
-//! Options (environment): BENCH_CALLS (default 20000), BENCH_KEYS (1000000).
+//! Options (environment): BENCH_CALLS (default 20000), BENCH_KEYS (1000000),
+//! BENCH_FUNCTION=counter (the floor: one host call, then allow),
+//! BENCH_WASM=path (any other function), BENCH_COLD=1 (sweep 2 MiB of memory
+//! between calls, outside the timing, as a TLS handshake would between two
+//! connections: the figures then include the cache misses of a cold call).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,17 +77,22 @@ fn main() {
         .build()
         .expect("tokio");
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let wasm = match std::env::var_os("BENCH_WASM") {
+        Some(path) => std::fs::read(path).expect("BENCH_WASM"),
+        None if std::env::var("BENCH_FUNCTION").as_deref() == Ok("counter") => {
+            tollgate_guests::COUNTER_WASM.to_vec()
+        }
+        None => tollgate_guests::REVOCATION_WASM.to_vec(),
+    };
+    let cold = std::env::var("BENCH_COLD").as_deref() == Ok("1");
+    let mut sweep = vec![0u8; if cold { 2 << 20 } else { 0 }];
     let t = Instant::now();
     let function = rt
         .block_on(runtime.load(FunctionSpec {
             name: "revocation",
             // BENCH_FUNCTION=counter measures the floor: a guest that makes
             // one host call and decides.
-            wasm: if std::env::var("BENCH_FUNCTION").as_deref() == Ok("counter") {
-                tollgate_guests::COUNTER_WASM
-            } else {
-                tollgate_guests::REVOCATION_WASM
-            },
+            wasm: &wasm,
             limits: Limits::default(),
             stores: StoreSet::new([Arc::new(store)]),
         }))
@@ -101,13 +110,22 @@ fn main() {
         let mut samples = Vec::with_capacity(calls);
         let mut last = None;
         let wall = Instant::now();
-        for _ in 0..calls {
+        let mut swept = Duration::ZERO;
+        for i in 0..calls {
+            if cold {
+                let t = Instant::now();
+                for line in sweep.chunks_mut(64) {
+                    line[0] = line[0].wrapping_add(i as u8);
+                }
+                std::hint::black_box(&sweep);
+                swept += t.elapsed();
+            }
             let t = Instant::now();
             let outcome = rt.block_on(function.call(conn.clone()));
             samples.push(t.elapsed());
             last = Some(outcome);
         }
-        let wall = wall.elapsed();
+        let wall = wall.elapsed() - swept;
         samples.sort_unstable();
         let outcome = last.expect("at least one call");
         println!(

@@ -2,6 +2,7 @@
 //! the implementations of the `types`, `kvs` and `log` imports.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tollgate_kvs::Snapshot;
 use tollgate_x509::CertInfo;
@@ -16,7 +17,6 @@ wasmtime::component::bindgen!({
     path: "../../wit",
     world: "connection-function",
     imports: { default: trappable },
-    exports: { default: async },
     with: {
         "tollgate:connection/types.connection": crate::host::ConnectionRes,
         "tollgate:connection/types.certificate": crate::host::CertificateRes,
@@ -42,7 +42,11 @@ pub struct StoreRes {
 
 /// The data of one `Store`: everything one call may touch.
 pub(crate) struct HostState {
-    wasi: WasiCtx,
+    /// Built on the first WASI call: a guest that makes none (or only the
+    /// `wasi:io` ones, which use the table alone) never pays for it.
+    wasi: Option<WasiCtx>,
+    /// The instant the frozen wall clock shows (the start of the call).
+    wall_clock: Duration,
     table: ResourceTable,
     conn: Arc<ConnectionInfo>,
     /// Parsed lazily, one slot per certificate of the chain.
@@ -59,7 +63,7 @@ pub(crate) struct HostState {
 
 impl HostState {
     pub fn new(
-        wasi: WasiCtx,
+        wall_clock: Duration,
         conn: Arc<ConnectionInfo>,
         stores: StoreSet,
         output: SharedOutput,
@@ -67,7 +71,8 @@ impl HostState {
     ) -> HostState {
         let parsed = conn.chain.iter().map(|_| OnceLock::new()).collect();
         HostState {
-            wasi,
+            wasi: None,
+            wall_clock,
             table: ResourceTable::new(),
             conn,
             parsed,
@@ -77,6 +82,10 @@ impl HostState {
             limiter,
             timed_out: false,
         }
+    }
+
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 
     pub fn push_connection(&mut self) -> wasmtime::Result<Resource<ConnectionRes>> {
@@ -129,8 +138,11 @@ enum Cert<'a> {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let (output, wall_clock) = (&self.output, self.wall_clock);
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self
+                .wasi
+                .get_or_insert_with(|| crate::runtime::wasi_ctx(output, wall_clock)),
             table: &mut self.table,
         }
     }

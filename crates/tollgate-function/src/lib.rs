@@ -18,8 +18,12 @@
 //!   an [`ErrorKind`]; the host never panics on guest behaviour.
 //!
 //! Time is enforced by epoch interruption: a ticker thread advances the epoch
-//! (every millisecond by default); at each tick a running guest yields its
-//! worker thread, and is stopped once its running time reaches its limit.
+//! (every millisecond by default), and at each tick a running guest is
+//! stopped if its running time has reached its limit. A function whose limit
+//! is at most [`RuntimeConfig::max_inline_time`] (10 ms) runs inline on the
+//! caller's thread, like the handshake's cryptography; one allowed more runs
+//! on a fiber and yields its thread at every tick. Host functions never wait
+//! (`wasi_io`): a guest that tries to sleep is stopped.
 
 mod connection;
 mod host;
@@ -27,6 +31,7 @@ mod limits;
 mod outcome;
 mod output;
 mod runtime;
+mod wasi_io;
 
 pub use connection::{
     CertFields, CertSource, ConnectionInfo, ConnectionJsonError, new_connection_id,

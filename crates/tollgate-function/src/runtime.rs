@@ -14,16 +14,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Linker, Resource};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
 };
 use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
-use wasmtime_wasi::{WasiCtxBuilder, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 use crate::connection::ConnectionInfo;
-use crate::host::{ConnectionFunction, ConnectionFunctionPre, HostState, Limiter};
+use crate::host::types::Decision as WitDecision;
+use crate::host::{ConnectionFunction, ConnectionFunctionPre, ConnectionRes, HostState, Limiter};
 use crate::limits::Limits;
 use crate::outcome::{Decision, ErrorKind, FunctionError, Outcome};
 use crate::output::{ConsoleLevel, SharedOutput};
@@ -37,8 +38,16 @@ pub struct RuntimeConfig {
     /// The most any function's limits may be raised to.
     pub ceiling: Limits,
     /// Epoch tick: how often running functions are checked against their
-    /// time limit and yield their worker thread. Default 1 ms.
+    /// time limit (and, on a fiber, yield their worker thread). Default 1 ms.
     pub epoch_tick: Duration,
+    /// Functions whose time limit is at most this run inline: on the
+    /// connection's worker thread, without a fiber, until they return or their
+    /// time is up, like the handshake's own cryptography. That is the fast
+    /// path (a fiber costs more than the rest of a small function's call).
+    /// Functions allowed more time run on a fiber and yield their thread at
+    /// every epoch tick, so a slow one cannot hold up other connections for
+    /// long. Default 10 ms.
+    pub max_inline_time: Duration,
     /// Where compiled components are cached, keyed by the SHA-256 of the
     /// Wasm and the engine's configuration. None: no disk cache. The
     /// directory must be private to Tollgate: cached code is loaded as is.
@@ -51,6 +60,7 @@ impl Default for RuntimeConfig {
             max_concurrent_calls: 128,
             ceiling: Limits::default_ceiling(),
             epoch_tick: Duration::from_millis(1),
+            max_inline_time: Duration::from_millis(10),
             cache_dir: None,
         }
     }
@@ -133,6 +143,7 @@ pub struct Runtime {
 /// runtime and all its functions are gone.
 struct Shared {
     _ticker: EpochTicker,
+    epoch_tick: Duration,
     permits: tokio::sync::Semaphore,
 }
 
@@ -230,6 +241,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch thread: {e}")))?;
         let shared = Arc::new(Shared {
             _ticker: ticker,
+            epoch_tick: config.epoch_tick,
             permits: tokio::sync::Semaphore::new(n as usize),
         });
         Ok(Runtime {
@@ -278,6 +290,10 @@ impl Runtime {
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let pre =
             ConnectionFunctionPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let on_connection = component
+            .get_export_index(None, "on-connection")
+            .ok_or_else(|| LoadError::WrongWorld("no on-connection export".into()))?;
+        let inline = limits.time() <= self.config.max_inline_time;
 
         let function = Function {
             inner: Arc::new(Inner {
@@ -287,6 +303,8 @@ impl Runtime {
                 limits,
                 stores,
                 pre,
+                on_connection,
+                inline,
                 shared: self.shared.clone(),
                 from_cache,
             }),
@@ -352,28 +370,18 @@ impl Runtime {
 }
 
 /// Links only the WASI interfaces a Rust guest's standard library uses:
-/// `wasi:io`, `wasi:cli` (stdio, environment, exit; stdin is closed, the
-/// environment empty), `wasi:clocks` (frozen) and `wasi:random`. There is no
-/// `wasi:filesystem` and no `wasi:sockets`: a component importing them is
-/// refused at load.
+/// `wasi:io` (synchronous: see `wasi_io.rs`), `wasi:cli` (stdio, environment,
+/// exit; stdin is closed, the environment empty), `wasi:clocks` (frozen) and
+/// `wasi:random`. There is no `wasi:filesystem` and no `wasi:sockets`: a
+/// component importing them is refused at load. Every host function is
+/// synchronous, so any function can run inline.
 fn add_wasi_to_linker(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-    use wasmtime_wasi::p2::bindings::{cli, clocks, io, random};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
     use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 
-    /// The resource table, for `wasi:io`.
-    struct HasTable;
-    impl wasmtime::component::HasData for HasTable {
-        type Data<'a> = &'a mut wasmtime::component::ResourceTable;
-    }
-    fn table(state: &mut HostState) -> &mut wasmtime::component::ResourceTable {
-        WasiView::ctx(state).table
-    }
-
-    io::error::add_to_linker::<HostState, HasTable>(l, table)?;
-    io::poll::add_to_linker::<HostState, HasTable>(l, table)?;
-    io::streams::add_to_linker::<HostState, HasTable>(l, table)?;
+    crate::wasi_io::add_to_linker(l)?;
     clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
     clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
     random::random::add_to_linker::<HostState, WasiRandom>(l, HostState::random)?;
@@ -467,31 +475,99 @@ struct Inner {
     limits: Limits,
     stores: StoreSet,
     pre: ConnectionFunctionPre<HostState>,
+    /// The `on-connection` export, found once.
+    on_connection: ComponentExportIndex,
+    /// Runs inline (no fiber, no yield): its time limit is small enough.
+    inline: bool,
     shared: Arc<Shared>,
     from_cache: bool,
 }
 
-/// CPU time the guest spent running: the sum, over the polls of its future,
-/// of the CPU time of the polling thread. Time the thread spends descheduled
-/// (a busy machine) does not count against the function.
-#[derive(Default)]
-struct Meter {
-    /// Nanoseconds of finished polls.
-    active: AtomicU64,
-    /// Thread CPU time at which the current poll began.
-    poll_started: AtomicU64,
+/// The time a call has been running, as its limit counts it: time the thread
+/// spends descheduled (a busy machine) does not count against the function.
+enum Meter {
+    /// On a fiber: the sum, over the polls of the call's future, of the CPU
+    /// time of the polling thread.
+    Fiber {
+        /// Nanoseconds of finished polls.
+        active: AtomicU64,
+        /// Thread CPU time at which the current poll began.
+        poll_started: AtomicU64,
+    },
+    /// Inline: the call runs in one stretch on one thread. Until the first
+    /// epoch tick lands in it, its time is the wall-clock time since it
+    /// began (the thread's CPU clock is a system call; most calls end before
+    /// any tick and never read it). From the first tick on, it is the
+    /// thread's CPU time, plus at most one tick of wall time for the stretch
+    /// before it: a tick lands within one tick of running, so a thread
+    /// descheduled before its first tick is not charged for the wait.
+    Inline {
+        started: Instant,
+        tick: Duration,
+        /// Counted time and thread CPU time at the first tick.
+        first_tick: std::sync::OnceLock<(Duration, u64)>,
+    },
 }
 
 impl Meter {
-    /// Running time so far, the current poll included. Called from the epoch
-    /// callback, which runs inside a poll on the polling thread.
-    fn active(&self) -> Duration {
-        let current = thread_cpu_ns().saturating_sub(self.poll_started.load(Ordering::Relaxed));
-        Duration::from_nanos(self.active.load(Ordering::Relaxed).saturating_add(current))
+    fn fiber() -> Meter {
+        Meter::Fiber {
+            active: AtomicU64::new(0),
+            poll_started: AtomicU64::new(0),
+        }
     }
 
+    fn inline(tick: Duration) -> Meter {
+        Meter::Inline {
+            started: Instant::now(),
+            tick,
+            first_tick: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Running time so far. Called from the epoch callback, which runs on the
+    /// thread running the guest (inside a poll, on a fiber).
+    fn active(&self) -> Duration {
+        match self {
+            Meter::Fiber {
+                active,
+                poll_started,
+            } => {
+                let current = thread_cpu_ns().saturating_sub(poll_started.load(Ordering::Relaxed));
+                Duration::from_nanos(active.load(Ordering::Relaxed).saturating_add(current))
+            }
+            Meter::Inline {
+                started,
+                tick,
+                first_tick,
+            } => match first_tick.get() {
+                Some(&(before, cpu)) => {
+                    before + Duration::from_nanos(thread_cpu_ns().saturating_sub(cpu))
+                }
+                None => {
+                    let before = started.elapsed().min(*tick);
+                    let _ = first_tick.set((before, thread_cpu_ns()));
+                    before
+                }
+            },
+        }
+    }
+
+    /// The call's running time, once it has returned.
     fn finished(&self) -> Duration {
-        Duration::from_nanos(self.active.load(Ordering::Relaxed))
+        match self {
+            Meter::Fiber { active, .. } => Duration::from_nanos(active.load(Ordering::Relaxed)),
+            Meter::Inline {
+                started,
+                first_tick,
+                ..
+            } => match first_tick.get() {
+                Some(&(before, cpu)) => {
+                    before + Duration::from_nanos(thread_cpu_ns().saturating_sub(cpu))
+                }
+                None => started.elapsed(),
+            },
+        }
     }
 }
 
@@ -520,7 +596,7 @@ fn thread_cpu_ns() -> u64 {
     u64::try_from(BASE.get_or_init(Instant::now).elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Counts the time spent inside `poll` of the wrapped future.
+/// Counts the time spent inside `poll` of the wrapped future (on a fiber).
 struct Metered<'m, F> {
     meter: &'m Meter,
     future: Pin<Box<F>>,
@@ -530,13 +606,36 @@ impl<F: Future> Future for Metered<'_, F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let Meter::Fiber {
+            active,
+            poll_started,
+        } = self.meter
+        else {
+            // Inline: one stretch, timed by the meter itself.
+            return self.future.as_mut().poll(cx);
+        };
         let start = thread_cpu_ns();
-        self.meter.poll_started.store(start, Ordering::Relaxed);
+        poll_started.store(start, Ordering::Relaxed);
         let result = self.future.as_mut().poll(cx);
         let spent = thread_cpu_ns().saturating_sub(start);
-        self.meter.active.fetch_add(spent, Ordering::Relaxed);
+        active.fetch_add(spent, Ordering::Relaxed);
         result
     }
+}
+
+/// The WASI context of one call, built when the guest first needs it:
+/// stdout and stderr into the bounded console, clocks frozen at the start of
+/// the call, no network.
+pub(crate) fn wasi_ctx(output: &SharedOutput, now: Duration) -> WasiCtx {
+    WasiCtxBuilder::new()
+        .stdout(output.stdout())
+        .stderr(output.stderr())
+        .wall_clock(FrozenWallClock(now))
+        .monotonic_clock(FrozenMonotonicClock)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
 }
 
 /// A clock that stands still at the start of the call: functions get no
@@ -602,10 +701,19 @@ impl Function {
                 limits: i.limits.clone(),
                 stores,
                 pre: i.pre.clone(),
+                on_connection: i.on_connection,
+                inline: i.inline,
                 shared: i.shared.clone(),
                 from_cache: i.from_cache,
             }),
         }
+    }
+
+    /// Whether calls run inline on the caller's thread (the time limit is at
+    /// most [`RuntimeConfig::max_inline_time`]) rather than on a fiber that
+    /// yields at every epoch tick.
+    pub fn runs_inline(&self) -> bool {
+        self.inner.inline
     }
 
     /// Whether the compiled code came from the disk cache.
@@ -615,7 +723,8 @@ impl Function {
 
     /// A fresh store for one call, with its limits and its time meter: the
     /// epoch callback stops the guest once its running time reaches the
-    /// limit, and otherwise makes it yield its thread at every tick.
+    /// limit, and otherwise lets it go on (inline) or makes it yield its
+    /// thread (on a fiber) at every tick.
     fn new_store(
         &self,
         conn: Arc<ConnectionInfo>,
@@ -625,15 +734,6 @@ impl Function {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
-        let wasi = WasiCtxBuilder::new()
-            .stdout(output.stdout())
-            .stderr(output.stderr())
-            .wall_clock(FrozenWallClock(now))
-            .monotonic_clock(FrozenMonotonicClock)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         let limiter = Limiter {
             memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             table_elements: limits.table_elements as usize,
@@ -643,19 +743,28 @@ impl Function {
             memory_exhausted: false,
             table_exhausted: false,
         };
-        let state = HostState::new(wasi, conn, self.inner.stores.clone(), output, limiter);
+        let state = HostState::new(now, conn, self.inner.stores.clone(), output, limiter);
         let mut store = Store::new(self.inner.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let meter = Arc::new(Meter::default());
+        let meter = Arc::new(if self.inner.inline {
+            Meter::inline(self.inner.shared.epoch_tick)
+        } else {
+            Meter::fiber()
+        });
         let callback_meter = meter.clone();
         let time_limit = limits.time();
+        let inline = self.inner.inline;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
             if callback_meter.active() >= time_limit {
                 ctx.data_mut().timed_out = true;
                 return Ok(UpdateDeadline::Interrupt);
             }
-            Ok(UpdateDeadline::Yield(1))
+            Ok(if inline {
+                UpdateDeadline::Continue(1)
+            } else {
+                UpdateDeadline::Yield(1)
+            })
         });
         (store, meter)
     }
@@ -686,19 +795,31 @@ impl Function {
         let output = SharedOutput::new(limits.output_bytes);
         let (mut store, meter) = self.new_store(conn, output.clone());
 
-        let pre = &self.inner.pre;
+        let pre = self.inner.pre.instance_pre();
+        let inline = self.inner.inline;
         let result = Metered {
             meter: &meter,
             future: Box::pin(async {
-                let instance = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(CallError::Instantiate)?;
+                let instance = if inline {
+                    pre.instantiate(&mut store)
+                } else {
+                    pre.instantiate_async(&mut store).await
+                }
+                .map_err(CallError::Instantiate)?;
                 let conn = store.data_mut().push_connection().map_err(CallError::Run)?;
-                instance
-                    .call_on_connection(&mut store, conn)
-                    .await
-                    .map_err(CallError::Run)
+                let on_connection = instance
+                    .get_typed_func::<(Resource<ConnectionRes>,), (Result<WitDecision, String>,)>(
+                        &mut store,
+                        self.inner.on_connection,
+                    )
+                    .map_err(CallError::Run)?;
+                let (result,) = if inline {
+                    on_connection.call(&mut store, (conn,))
+                } else {
+                    on_connection.call_async(&mut store, (conn,)).await
+                }
+                .map_err(CallError::Run)?;
+                Ok(result)
             }),
         }
         .await;
@@ -810,6 +931,9 @@ fn classify(
             ErrorKind::OutputLimit,
             format!("output limit of {} bytes exceeded", limits.output_bytes),
         );
+    }
+    if let Some(blocked) = error.downcast_ref::<crate::wasi_io::WouldBlock>() {
+        return (ErrorKind::Trap, blocked.to_string());
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         if *trap == Trap::StackOverflow {

@@ -526,10 +526,25 @@ async fn concurrent_calls_beyond_the_pool_wait_for_a_slot() {
     }
 }
 
+/// Starts `looping` (which times out), then `quick`, on the same thread;
+/// returns the quick call's outcome and when it finished.
+async fn race_with_a_loop(looping: &Function, quick: &Function) -> (Outcome, Duration) {
+    let started = std::time::Instant::now();
+    let slow = looping.call(Arc::new(ConnectionInfo::for_test()));
+    let fast = async {
+        let o = quick.call(Arc::new(ConnectionInfo::for_test())).await;
+        (o, started.elapsed())
+    };
+    let (slow, fast) = tokio::join!(slow, fast);
+    assert_eq!(error_kind(&slow), Some(ErrorKind::Timeout));
+    fast
+}
+
 #[tokio::test]
 async fn a_timed_out_function_does_not_starve_others_on_the_same_thread() {
-    // Current-thread runtime: the looping guest must yield at every epoch
-    // tick so the quick call completes long before the loop's limit.
+    // Current-thread runtime: a function allowed more than max_inline_time
+    // runs on a fiber and must yield at every epoch tick, so the quick call
+    // completes long before the loop's limit.
     let rt = runtime();
     let looping = load_with(
         &rt,
@@ -541,20 +556,48 @@ async fn a_timed_out_function_does_not_starve_others_on_the_same_thread() {
         },
     )
     .await;
+    assert!(!looping.runs_inline());
     let quick = load(&rt, guests::COUNTER_WASM, vec![]).await;
-    let started = std::time::Instant::now();
-    let slow = looping.call(Arc::new(ConnectionInfo::for_test()));
-    let fast = async {
-        let o = quick.call(Arc::new(ConnectionInfo::for_test())).await;
-        (o, started.elapsed())
-    };
-    let (slow, (fast, fast_done)) = tokio::join!(slow, fast);
-    assert_eq!(error_kind(&slow), Some(ErrorKind::Timeout));
+    let (fast, fast_done) = race_with_a_loop(&looping, &quick).await;
     assert!(fast.is_allow());
     assert!(
         fast_done < Duration::from_millis(100),
         "quick call waited {fast_done:?}"
     );
+}
+
+#[tokio::test]
+async fn a_function_with_a_small_time_limit_runs_inline_until_its_limit() {
+    // Default limits (5 ms) are within max_inline_time (10 ms): the call runs
+    // on the caller's thread without yielding, so on a current-thread runtime
+    // the quick call only starts once the loop has been stopped at its limit.
+    let rt = runtime();
+    let looping = load(&rt, guests::INFINITE_LOOP_WASM, vec![]).await;
+    assert!(looping.runs_inline());
+    let quick = load(&rt, guests::COUNTER_WASM, vec![]).await;
+    assert!(quick.runs_inline());
+    let (fast, fast_done) = race_with_a_loop(&looping, &quick).await;
+    assert!(fast.is_allow(), "{fast:?}");
+    assert!(
+        fast_done >= Duration::from_millis(5),
+        "the quick call finished after {fast_done:?}, before the inline loop's limit"
+    );
+}
+
+#[tokio::test]
+async fn a_function_that_sleeps_is_stopped_at_once() {
+    // Inline (default limits) and on a fiber (a limit above max_inline_time):
+    // either way the sleep is refused, not waited out.
+    for time_us in [5_000, 500_000] {
+        let limits = Limits {
+            time_us,
+            ..Limits::default()
+        };
+        let o = hostile(guests::SLEEP_WASM, ErrorKind::Trap, limits).await;
+        let message = o.error.expect("an error").message;
+        assert!(message.contains("cannot block"), "{message}");
+        assert!(o.duration < Duration::from_secs(1), "{:?}", o.duration);
+    }
 }
 
 fn lines(o: &Outcome) -> Vec<String> {

@@ -41,6 +41,8 @@ guests! {
     GUEST_ERROR_WASM, GUEST_ERROR_PATH => "TOLLGATE_GUEST_GUEST_ERROR";
     /// Test guest: reports every field it can read on the console.
     INSPECT_WASM, INSPECT_PATH => "TOLLGATE_GUEST_INSPECT";
+    /// Test guest: sleeps a minute before deciding.
+    SLEEP_WASM, SLEEP_PATH => "TOLLGATE_GUEST_SLEEP";
     /// Test guest: counts its calls in a static and logs the count.
     COUNTER_WASM, COUNTER_PATH => "TOLLGATE_GUEST_COUNTER";
     /// Test guest: reads a file and opens a socket (refused at load).
