@@ -135,7 +135,7 @@ async fn run(
     // 2. The connection object's facts for the log and the headers.
     let leaf = match chain.first().map(|der| CertInfo::parse(der)) {
         None => None,
-        Some(Ok(info)) => Some(info),
+        Some(Ok(info)) => Some(Arc::new(info)),
         Some(Err(e)) if plan.mode == MtlsMode::Passthrough => {
             // Passthrough admits any certificate rustls could check the key of;
             // fields we cannot parse are simply not logged.
@@ -173,6 +173,7 @@ async fn run(
         handshake_duration: handshake,
         chain: chain.iter().cloned().map(CertSource::Der).collect(),
         expiry_ignored,
+        leaf: leaf.clone(),
     });
     let verdict = match &plan.function {
         None => Verdict::Allow,
@@ -241,7 +242,7 @@ async fn run(
         MtlsMode::Required | MtlsMode::Optional => CertCheck::Verified,
     };
     let ctx = Arc::new(ConnectionContext {
-        identity: identity_headers(&plan.section.headers, check, &chain, leaf.as_ref(), &id),
+        identity: identity_headers(&plan.section.headers, check, &chain, leaf.as_deref(), &id),
         connection_id: id,
         listener: plan.name.clone(),
         client,

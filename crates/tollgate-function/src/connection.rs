@@ -6,8 +6,8 @@
 //! only when the function asks for them (see `host.rs`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -36,6 +36,10 @@ pub struct ConnectionInfo {
     /// A certificate of the chain was outside its validity period and was
     /// admitted because the listener ignores expiry.
     pub expiry_ignored: bool,
+    /// The leaf (`chain[0]`, a DER) as the listener already parsed it for its
+    /// log and headers: the function's host uses it instead of parsing the
+    /// DER a second time. None: parsed when the function first asks.
+    pub leaf: Option<Arc<tollgate_x509::CertInfo>>,
 }
 
 /// A client certificate: its DER, or, for crafted test connections, only the
@@ -73,6 +77,7 @@ impl ConnectionInfo {
             listener: "test".into(),
             handshake_duration: Duration::ZERO,
             chain: Vec::new(),
+            leaf: None,
             expiry_ignored: false,
         }
     }
@@ -252,6 +257,7 @@ mod json {
                 listener: self.listener.unwrap_or(defaults.listener),
                 handshake_duration,
                 chain,
+                leaf: None,
                 expiry_ignored: self.expiry_ignored,
             })
         }

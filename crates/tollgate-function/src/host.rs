@@ -50,7 +50,7 @@ pub(crate) struct HostState {
     table: ResourceTable,
     conn: Arc<ConnectionInfo>,
     /// Parsed lazily, one slot per certificate of the chain.
-    parsed: Vec<OnceLock<Result<CertInfo, String>>>,
+    parsed: Vec<OnceLock<Result<Arc<CertInfo>, String>>>,
     stores: StoreSet,
     /// Snapshots opened during this call: every open of a store sees the same
     /// data, even if the store is updated meanwhile.
@@ -69,7 +69,13 @@ impl HostState {
         output: SharedOutput,
         limiter: Limiter,
     ) -> HostState {
-        let parsed = conn.chain.iter().map(|_| OnceLock::new()).collect();
+        let parsed: Vec<OnceLock<Result<Arc<CertInfo>, String>>> =
+            conn.chain.iter().map(|_| OnceLock::new()).collect();
+        if let (Some(leaf), Some(slot), Some(CertSource::Der(_))) =
+            (&conn.leaf, parsed.first(), conn.chain.first())
+        {
+            let _ = slot.set(Ok(leaf.clone()));
+        }
         HostState {
             wasi: None,
             wall_clock,
@@ -102,8 +108,11 @@ impl HostState {
         let CertSource::Der(der) = &self.conn.chain[index] else {
             return Ok(None);
         };
-        let slot =
-            self.parsed[index].get_or_init(|| CertInfo::parse(der).map_err(|e| e.to_string()));
+        let slot = self.parsed[index].get_or_init(|| {
+            CertInfo::parse(der)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        });
         match slot {
             Ok(info) => Ok(Some(info)),
             Err(e) => Err(wasmtime::format_err!(

@@ -105,6 +105,27 @@ async fn revocation_allows_valid_and_denies_revoked_and_missing() {
 }
 
 #[tokio::test]
+async fn the_leaf_the_listener_parsed_is_used_not_parsed_again() {
+    // The listener parses the leaf for its log and hands the result over in
+    // `ConnectionInfo::leaf`; the host reads the fields from it. Handing over
+    // another certificate's parse shows which one the function saw.
+    let ca = TestCa::root("Test CA");
+    let presented = ca.client("presented").serial(&[0x01, 0x02]).build();
+    let parsed = ca.client("parsed").serial(&[0x0a, 0x0b]).build();
+    let rt = runtime();
+    let f = load(&rt, guests::REVOCATION_WASM, vec![store("revoked", &[])]).await;
+    let mut conn = ConnectionInfo::for_test();
+    conn.chain = vec![CertSource::Der(presented.der.clone())];
+    let o = f.call(Arc::new(conn.clone())).await;
+    assert_eq!(o.custom_data.as_deref(), Some("VALID:0102"));
+    conn.leaf = Some(Arc::new(
+        tollgate_x509::CertInfo::parse(&parsed.der).expect("parse"),
+    ));
+    let o = f.call(Arc::new(conn)).await;
+    assert_eq!(o.custom_data.as_deref(), Some("VALID:0a0b"));
+}
+
+#[tokio::test]
 async fn revocation_sees_store_updates_on_the_next_call() {
     let ca = TestCa::root("Test CA");
     let cert = ca.client("c").serial(&[0x11, 0x22]).build();

@@ -6,6 +6,9 @@
 //! ```text
 //! cargo bench -p tollgate --bench handshake
 //! BENCH_SECS=5 BENCH_ROUNDS=3 BENCH_CLIENTS=3 cargo bench -p tollgate --bench handshake
+//! BENCH_INTERLEAVE=1 ...   # the servers at once, each client taking them in turn
+//! BENCH_ONLY=revocation ... # one variant (for profiling)
+//! BENCH_WASM=path ...       # another function in the revocation's place
 //! ```
 //!
 //! Every connection: TCP connect, TLS 1.3 full handshake with an ECDSA P-256
@@ -142,47 +145,64 @@ max_store_bytes = 268435456
     // rounds more than the function costs; a pair shares the drift).
     let mut pairs: Vec<(f64, f64)> = Vec::new();
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    // BENCH_INTERLEAVE=1: the servers of a round run at the same time and
+    // every client thread takes them in turn, connection by connection, so
+    // they share the machine's moment-to-moment speed (on a shared VM it
+    // drifts more, between runs seconds apart, than the function costs).
+    let interleave = std::env::var("BENCH_INTERLEAVE").as_deref() == Ok("1");
+    let variants: Vec<(&str, Option<&str>)> = [
+        ("bare rustls", None),
+        ("tollgate, no function", Some("plain.toml")),
+        ("tollgate + revocation (1M keys)", Some("function.toml")),
+    ]
+    .into_iter()
+    .filter(|(name, _)| only.is_empty() || name.contains(only.as_str()))
+    .collect();
+    let groups: Vec<Vec<(&str, Option<&str>)>> = if interleave {
+        vec![variants.clone()]
+    } else {
+        variants.iter().map(|v| vec![*v]).collect()
+    };
     for round in 0..rounds {
-        // One server process at a time, started when its turn comes.
-        for (name, config) in [
-            ("bare rustls", None),
-            ("tollgate, no function", Some("plain.toml")),
-            ("tollgate + revocation (1M keys)", Some("function.toml")),
-        ] {
-            if !only.is_empty() && !name.contains(only.as_str()) {
-                continue;
+        for group in &groups {
+            // The servers of a group are started when its turn comes.
+            let mut children: Vec<(Child, SocketAddr)> = group
+                .iter()
+                .map(|(_, config)| match config {
+                    None => spawn_bare(d),
+                    Some(config) => spawn_tollgate(d, config),
+                })
+                .collect();
+            let servers: Vec<(SocketAddr, u32)> =
+                children.iter().map(|(c, addr)| (*addr, c.id())).collect();
+            let (results, wall) = load(&servers, client_config.clone(), clients, secs);
+            for (child, _) in &mut children {
+                let _ = child.kill();
+                let _ = child.wait();
             }
-            let mut child = match config {
-                None => spawn_bare(d),
-                Some(config) => spawn_tollgate(d, config),
-            };
-            let addr = child.1;
-            let (count, wall, cpu) = load(addr, child.0.id(), client_config.clone(), clients, secs);
-            let _ = child.0.kill();
-            let _ = child.0.wait();
-            let rate = count as f64 / cpu;
-            match config {
-                Some("plain.toml") => pairs.push((rate, f64::NAN)),
-                Some(_) => {
-                    if let Some(pair) = pairs.last_mut().filter(|p| p.1.is_nan()) {
-                        pair.1 = rate;
+            for ((name, config), (count, cpu)) in group.iter().zip(results) {
+                let rate = count as f64 / cpu;
+                match config {
+                    Some("plain.toml") => pairs.push((rate, f64::NAN)),
+                    Some(_) => {
+                        if let Some(pair) = pairs.last_mut().filter(|p| p.1.is_nan()) {
+                            pair.1 = rate;
+                        }
                     }
+                    None => {}
                 }
-                None => {}
-            }
-            println!(
-                "round {}: {name:<34} {count:>7} handshakes  {:>7.0}/s wall  {:>7.0}/CPU-s server  (server CPU {:.2} s)",
-                round + 1,
-                count as f64 / wall,
-                count as f64 / cpu,
-                cpu
-            );
-            match totals.iter_mut().find(|t| t.0 == name) {
-                Some(t) => {
-                    t.1 += count as f64;
-                    t.2 += cpu;
+                println!(
+                    "round {}: {name:<34} {count:>7} handshakes  {:>7.0}/s wall  {rate:>7.0}/CPU-s server  (server CPU {cpu:.2} s)",
+                    round + 1,
+                    count as f64 / wall,
+                );
+                match totals.iter_mut().find(|t| t.0 == *name) {
+                    Some(t) => {
+                        t.1 += count as f64;
+                        t.2 += cpu;
+                    }
+                    None => totals.push((name, count as f64, cpu)),
                 }
-                None => totals.push((name, count as f64, cpu)),
             }
         }
     }
@@ -273,28 +293,34 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn load(
-    addr: SocketAddr,
-    pid: u32,
+    servers: &[(SocketAddr, u32)],
     config: Arc<rustls::ClientConfig>,
     clients: u64,
     secs: u64,
-) -> (u64, f64, f64) {
+) -> (Vec<(u64, f64)>, f64) {
     // Warm up (compiles, page faults, pools).
-    for _ in 0..50 {
-        one(addr, config.clone());
+    for (addr, _) in servers {
+        for _ in 0..50 {
+            one(*addr, config.clone());
+        }
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let cpu0 = cpu_seconds(pid);
+    let counts: Arc<Vec<AtomicU64>> = Arc::new(servers.iter().map(|_| AtomicU64::new(0)).collect());
+    let addrs: Arc<Vec<SocketAddr>> = Arc::new(servers.iter().map(|s| s.0).collect());
+    let cpu0: Vec<f64> = servers.iter().map(|s| cpu_seconds(s.1)).collect();
     let start = Instant::now();
     let threads: Vec<_> = (0..clients)
-        .map(|_| {
-            let (stop, count, config) = (stop.clone(), count.clone(), config.clone());
+        .map(|t| {
+            let (stop, counts, addrs, config) =
+                (stop.clone(), counts.clone(), addrs.clone(), config.clone());
             std::thread::spawn(move || {
+                let mut i = t as usize;
                 while !stop.load(Ordering::Relaxed) {
-                    if one(addr, config.clone()) {
-                        count.fetch_add(1, Ordering::Relaxed);
+                    let k = i % addrs.len();
+                    if one(addrs[k], config.clone()) {
+                        counts[k].fetch_add(1, Ordering::Relaxed);
                     }
+                    i += 1;
                 }
             })
         })
@@ -305,8 +331,13 @@ fn load(
         t.join().unwrap();
     }
     let wall = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(pid) - cpu0;
-    (count.load(Ordering::Relaxed), wall, cpu)
+    let results = servers
+        .iter()
+        .zip(cpu0)
+        .zip(counts.iter())
+        .map(|((s, cpu0), count)| (count.load(Ordering::Relaxed), cpu_seconds(s.1) - cpu0))
+        .collect();
+    (results, wall)
 }
 
 /// One connection: full handshake, close_notify, read to EOF.
