@@ -95,6 +95,10 @@ pub struct RuntimeSection {
     pub max_concurrent_calls: u32,
     /// Where compiled functions are cached; none → no disk cache.
     pub cache_dir: Option<PathBuf>,
+    /// Functions whose time limit is at most this run inline on the
+    /// connection's thread; others on a fiber that yields at every tick.
+    #[serde(deserialize_with = "duration")]
+    pub max_inline_time: Duration,
 }
 
 impl Default for RuntimeSection {
@@ -102,6 +106,7 @@ impl Default for RuntimeSection {
         RuntimeSection {
             max_concurrent_calls: 1000,
             cache_dir: None,
+            max_inline_time: Duration::from_millis(10),
         }
     }
 }
@@ -582,6 +587,12 @@ impl Config {
             problem(
                 "runtime.max_concurrent_calls".into(),
                 "must be at least 1".into(),
+            );
+        }
+        if self.runtime.max_inline_time > Duration::from_secs(1) {
+            problem(
+                "runtime.max_inline_time".into(),
+                "must be at most 1s (a function's time limit cannot be longer)".into(),
             );
         }
         for (name, f) in &self.functions {

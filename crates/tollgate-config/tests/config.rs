@@ -69,6 +69,7 @@ fn the_documented_example_loads_with_every_key() {
         c.logs.access,
         LogTarget::File("/var/log/tollgate/access.log".into())
     );
+    assert_eq!(c.runtime.max_inline_time, Duration::from_millis(10));
 }
 
 #[test]
@@ -90,6 +91,21 @@ fn defaults_match_the_reference() {
     assert!(l.headers.cloudfront && !l.headers.alb && !l.headers.rfc9440);
     assert_eq!(l.limits.handshake_timeout, Duration::from_secs(10));
     assert_eq!(c.logs.connection, LogTarget::Stdout);
+    assert_eq!(c.runtime.max_inline_time, Duration::from_millis(10));
+}
+
+#[test]
+fn max_inline_time_is_a_duration_of_at_most_a_second() {
+    let with = |value: &str| parse(&format!("[runtime]\nmax_inline_time = {value}\n{MINIMAL}"));
+    let c = with("\"0s\"").unwrap();
+    assert_eq!(c.runtime.max_inline_time, Duration::ZERO);
+    let c = with("\"250ms\"").unwrap();
+    assert_eq!(c.runtime.max_inline_time, Duration::from_millis(250));
+    let err = with("\"2s\"").unwrap_err().to_string();
+    assert!(err.contains("runtime.max_inline_time"), "{err}");
+    assert!(err.contains("at most 1s"), "{err}");
+    let err = with("\"soon\"").unwrap_err().to_string();
+    assert!(err.contains("max_inline_time"), "{err}");
 }
 
 #[test]

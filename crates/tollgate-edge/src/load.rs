@@ -203,17 +203,13 @@ pub async fn load_with(
     }
 
     // Functions.
-    let reusable = runtime.filter(|rt| {
-        rt.config().max_concurrent_calls == config.runtime.max_concurrent_calls
-            && rt.config().cache_dir == config.runtime.cache_dir
-    });
-    let runtime = match reusable.cloned().map(Ok).unwrap_or_else(|| {
-        Runtime::new(RuntimeConfig {
-            max_concurrent_calls: config.runtime.max_concurrent_calls,
-            cache_dir: config.runtime.cache_dir.clone(),
-            ..RuntimeConfig::default()
-        })
-    }) {
+    let wanted = runtime_config(&config.runtime);
+    let reusable = runtime.filter(|rt| same_runtime(rt.config(), &wanted));
+    let runtime = match reusable
+        .cloned()
+        .map(Ok)
+        .unwrap_or_else(|| Runtime::new(wanted))
+    {
         Ok(rt) => rt,
         Err(e) => {
             c.config_error("runtime", e);
@@ -665,4 +661,53 @@ async fn live_function(
         .map_err(|e| (None, e.to_string()))?;
     tracing::info!(function = %name, "function seeded into the state from its wasm file");
     Ok(Some(function))
+}
+
+/// The function runtime a `[runtime]` section asks for.
+fn runtime_config(section: &tollgate_config::RuntimeSection) -> RuntimeConfig {
+    RuntimeConfig {
+        max_concurrent_calls: section.max_concurrent_calls,
+        cache_dir: section.cache_dir.clone(),
+        max_inline_time: section.max_inline_time,
+        ..RuntimeConfig::default()
+    }
+}
+
+/// Whether a running runtime already is what a reload asks for (otherwise a
+/// new one is built and every function is loaded into it).
+fn same_runtime(running: &RuntimeConfig, wanted: &RuntimeConfig) -> bool {
+    running.max_concurrent_calls == wanted.max_concurrent_calls
+        && running.cache_dir == wanted.cache_dir
+        && running.max_inline_time == wanted.max_inline_time
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn every_runtime_key_reaches_the_runtime_and_a_change_rebuilds_it() {
+        let section = tollgate_config::RuntimeSection {
+            max_concurrent_calls: 7,
+            cache_dir: Some("/var/cache/tollgate".into()),
+            max_inline_time: Duration::ZERO,
+        };
+        let wanted = runtime_config(&section);
+        assert_eq!(wanted.max_concurrent_calls, 7);
+        assert_eq!(wanted.cache_dir, section.cache_dir);
+        assert_eq!(wanted.max_inline_time, Duration::ZERO);
+        assert!(same_runtime(&wanted, &runtime_config(&section)));
+        let faster = tollgate_config::RuntimeSection {
+            max_inline_time: Duration::from_millis(10),
+            ..section.clone()
+        };
+        assert!(!same_runtime(&wanted, &runtime_config(&faster)));
+        let bigger = tollgate_config::RuntimeSection {
+            max_concurrent_calls: 8,
+            ..section
+        };
+        assert!(!same_runtime(&wanted, &runtime_config(&bigger)));
+    }
 }

@@ -606,6 +606,21 @@ async fn a_function_with_a_small_time_limit_runs_inline_until_its_limit() {
 }
 
 #[tokio::test]
+async fn max_inline_time_zero_puts_every_function_on_a_fiber() {
+    let rt = Runtime::new(RuntimeConfig {
+        max_concurrent_calls: 8,
+        max_inline_time: Duration::ZERO,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let f = load(&rt, guests::COUNTER_WASM, vec![]).await;
+    assert!(!f.runs_inline());
+    let o = f.call(Arc::new(ConnectionInfo::for_test())).await;
+    assert!(o.is_allow(), "{o:?}");
+    assert_eq!(o.custom_data.as_deref(), Some("calls=1"));
+}
+
+#[tokio::test]
 async fn a_function_that_sleeps_is_stopped_at_once() {
     // Inline (default limits) and on a fiber (a limit above max_inline_time):
     // either way the sleep is refused, not waited out.
