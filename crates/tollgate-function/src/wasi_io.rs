@@ -9,6 +9,10 @@
 //! a clock — is refused with [`WouldBlock`]: a connection function decides
 //! from what it has, it cannot wait (and a wait would hold the connection
 //! without spending the CPU time its limit counts).
+//!
+//! Why not `wasmtime_wasi`'s own synchronous bindings: their blocking
+//! operations `block_on` the ambient tokio runtime, which panics on a tokio
+//! worker thread — where every call runs.
 
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
