@@ -99,6 +99,8 @@ pub struct RuntimeSection {
     /// connection's thread; others on a fiber that yields at every tick.
     #[serde(deserialize_with = "duration")]
     pub max_inline_time: Duration,
+    /// Calls one function instance may serve; 1: a fresh instance per call.
+    pub max_calls_per_instance: u32,
 }
 
 impl Default for RuntimeSection {
@@ -107,6 +109,7 @@ impl Default for RuntimeSection {
             max_concurrent_calls: 1000,
             cache_dir: None,
             max_inline_time: Duration::from_millis(10),
+            max_calls_per_instance: 1,
         }
     }
 }
@@ -587,6 +590,12 @@ impl Config {
             problem(
                 "runtime.max_concurrent_calls".into(),
                 "must be at least 1".into(),
+            );
+        }
+        if self.runtime.max_calls_per_instance == 0 {
+            problem(
+                "runtime.max_calls_per_instance".into(),
+                "must be at least 1 (1: a fresh instance for every call)".into(),
             );
         }
         if self.runtime.max_inline_time > Duration::from_secs(1) {

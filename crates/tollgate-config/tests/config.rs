@@ -92,6 +92,21 @@ fn defaults_match_the_reference() {
     assert_eq!(l.limits.handshake_timeout, Duration::from_secs(10));
     assert_eq!(c.logs.connection, LogTarget::Stdout);
     assert_eq!(c.runtime.max_inline_time, Duration::from_millis(10));
+    assert_eq!(c.runtime.max_calls_per_instance, 1);
+}
+
+#[test]
+fn max_calls_per_instance_is_at_least_one() {
+    let with = |value: &str| {
+        parse(&format!(
+            "[runtime]\nmax_calls_per_instance = {value}\n{MINIMAL}"
+        ))
+    };
+    assert_eq!(with("1000").unwrap().runtime.max_calls_per_instance, 1000);
+    let err = with("0").unwrap_err().to_string();
+    assert!(err.contains("runtime.max_calls_per_instance"), "{err}");
+    assert!(err.contains("at least 1"), "{err}");
+    assert!(with("-1").is_err());
 }
 
 #[test]

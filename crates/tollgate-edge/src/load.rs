@@ -669,6 +669,7 @@ fn runtime_config(section: &tollgate_config::RuntimeSection) -> RuntimeConfig {
         max_concurrent_calls: section.max_concurrent_calls,
         cache_dir: section.cache_dir.clone(),
         max_inline_time: section.max_inline_time,
+        max_calls_per_instance: section.max_calls_per_instance,
         ..RuntimeConfig::default()
     }
 }
@@ -679,6 +680,7 @@ fn same_runtime(running: &RuntimeConfig, wanted: &RuntimeConfig) -> bool {
     running.max_concurrent_calls == wanted.max_concurrent_calls
         && running.cache_dir == wanted.cache_dir
         && running.max_inline_time == wanted.max_inline_time
+        && running.max_calls_per_instance == wanted.max_calls_per_instance
 }
 
 #[cfg(test)]
@@ -693,9 +695,11 @@ mod tests {
             max_concurrent_calls: 7,
             cache_dir: Some("/var/cache/tollgate".into()),
             max_inline_time: Duration::ZERO,
+            max_calls_per_instance: 50,
         };
         let wanted = runtime_config(&section);
         assert_eq!(wanted.max_concurrent_calls, 7);
+        assert_eq!(wanted.max_calls_per_instance, 50);
         assert_eq!(wanted.cache_dir, section.cache_dir);
         assert_eq!(wanted.max_inline_time, Duration::ZERO);
         assert!(same_runtime(&wanted, &runtime_config(&section)));
@@ -704,6 +708,11 @@ mod tests {
             ..section.clone()
         };
         assert!(!same_runtime(&wanted, &runtime_config(&faster)));
+        let reusing = tollgate_config::RuntimeSection {
+            max_calls_per_instance: 1,
+            ..section.clone()
+        };
+        assert!(!same_runtime(&wanted, &runtime_config(&reusing)));
         let bigger = tollgate_config::RuntimeSection {
             max_concurrent_calls: 8,
             ..section

@@ -7,7 +7,9 @@
 //! BENCH_FUNCTION=counter (the floor: one host call, then allow),
 //! BENCH_WASM=path (any other function), BENCH_COLD=1 (sweep 2 MiB of memory
 //! between calls, outside the timing, as a TLS handshake would between two
-//! connections: the figures then include the cache misses of a cold call).
+//! connections: the figures then include the cache misses of a cold call),
+//! BENCH_REUSE=N (`max_calls_per_instance`, default 1: a fresh instance per
+//! call).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +78,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio");
-    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let runtime = Runtime::new(RuntimeConfig {
+        max_calls_per_instance: u32::try_from(env_usize("BENCH_REUSE", 1)).unwrap_or(u32::MAX),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
     let wasm = match std::env::var_os("BENCH_WASM") {
         Some(path) => std::fs::read(path).expect("BENCH_WASM"),
         None if std::env::var("BENCH_FUNCTION").as_deref() == Ok("counter") => {

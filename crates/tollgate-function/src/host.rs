@@ -94,6 +94,21 @@ impl HostState {
         &mut self.table
     }
 
+    /// Whether the instance may serve another call: it was not stopped for
+    /// time and holds no handle of this call (the connection object, its
+    /// certificates, stores, streams).
+    pub fn reusable(&self) -> bool {
+        !self.timed_out && self.table.is_empty()
+    }
+
+    /// Ends the call's hold on its connection object (the guest only
+    /// borrowed it). Fails if the guest still holds a handle derived from it.
+    pub fn release_connection(&mut self, conn: u32) -> wasmtime::Result<()> {
+        self.table
+            .delete(Resource::<ConnectionRes>::new_own(conn))?;
+        Ok(())
+    }
+
     pub fn push_connection(&mut self) -> wasmtime::Result<Resource<ConnectionRes>> {
         Ok(self.table.push(ConnectionRes)?)
     }

@@ -6,15 +6,15 @@ use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
-use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Linker, Resource};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Linker, Resource, TypedFunc};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
@@ -52,6 +52,16 @@ pub struct RuntimeConfig {
     /// Wasm and the engine's configuration. None: no disk cache. The
     /// directory must be private to Tollgate: cached code is loaded as is.
     pub cache_dir: Option<PathBuf>,
+    /// Calls one instance of a function may serve. 1 (the default): every
+    /// call gets a fresh instance and nothing survives a call. Above 1: an
+    /// instance whose call returned normally is kept for the next call of the
+    /// same function version, up to this many calls, so the guest's own
+    /// memory and globals (not the connection object, not its KVS handles,
+    /// which belong to one call) carry over from one connection to the next,
+    /// as in Envoy's Wasm filters or a warm Lambda. An instance that trapped,
+    /// ran out of time or kept a handle is dropped. Saves the instantiation,
+    /// most of a small function's cost (docs/PERFORMANCE.md).
+    pub max_calls_per_instance: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -62,6 +72,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(1),
             max_inline_time: Duration::from_millis(10),
             cache_dir: None,
+            max_calls_per_instance: 1,
         }
     }
 }
@@ -145,6 +156,13 @@ struct Shared {
     _ticker: EpochTicker,
     epoch_tick: Duration,
     permits: tokio::sync::Semaphore,
+    /// [`RuntimeConfig::max_calls_per_instance`].
+    max_calls_per_instance: u32,
+    /// Instances kept for reuse, over all functions of the runtime; they hold
+    /// pool slots, so there may be at most `max_concurrent_calls` of them
+    /// (the pool has room for as many again as the calls).
+    idle: AtomicU32,
+    idle_cap: u32,
 }
 
 struct EpochTicker {
@@ -187,19 +205,31 @@ impl Runtime {
                 "max_concurrent_calls must be at least 1".into(),
             ));
         }
+        if config.max_calls_per_instance == 0 {
+            return Err(RuntimeError::Config(
+                "max_calls_per_instance must be at least 1".into(),
+            ));
+        }
         if config.epoch_tick.is_zero() {
             return Err(RuntimeError::Config(
                 "epoch_tick must be greater than 0".into(),
             ));
         }
         let n = config.max_concurrent_calls;
+        // Kept instances need pool slots of their own.
+        let idle_cap = if config.max_calls_per_instance > 1 {
+            n
+        } else {
+            0
+        };
+        let slots = n.saturating_add(idle_cap);
         let ceiling = &config.ceiling;
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(n)
-            .total_core_instances(n.saturating_mul(8))
-            .total_memories(n.saturating_mul(2))
-            .total_tables(n.saturating_mul(4))
-            .total_stacks(n)
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(8))
+            .total_memories(slots.saturating_mul(2))
+            .total_tables(slots.saturating_mul(4))
+            .total_stacks(slots)
             .max_core_instances_per_component(ceiling.instances)
             .max_memories_per_component(ceiling.memories)
             .max_tables_per_component(ceiling.tables)
@@ -243,6 +273,9 @@ impl Runtime {
             _ticker: ticker,
             epoch_tick: config.epoch_tick,
             permits: tokio::sync::Semaphore::new(n as usize),
+            max_calls_per_instance: config.max_calls_per_instance,
+            idle: AtomicU32::new(0),
+            idle_cap,
         });
         Ok(Runtime {
             engine,
@@ -307,6 +340,8 @@ impl Runtime {
                 inline,
                 shared: self.shared.clone(),
                 from_cache,
+                warm: WarmPool::new(self.shared.clone()),
+                instantiations: AtomicU64::new(0),
             }),
         };
         // Instantiate once, without calling it: a component that needs more
@@ -481,6 +516,112 @@ struct Inner {
     inline: bool,
     shared: Arc<Shared>,
     from_cache: bool,
+    /// Instances kept for the next calls.
+    warm: WarmPool,
+    /// Instances created for calls.
+    instantiations: AtomicU64,
+}
+
+/// An instance kept between calls (see [`RuntimeConfig::max_calls_per_instance`]).
+struct Warm {
+    store: Store<HostState>,
+    on_connection: OnConnection,
+    /// Calls it has served.
+    calls: u32,
+}
+
+type OnConnection = TypedFunc<(Resource<ConnectionRes>,), (Result<WitDecision, String>,)>;
+
+/// The kept instances of one function version; they go (and give their pool
+/// slots back) with it. Sharded by thread: a worker thread takes back the
+/// instance it used last (its memory still in that core's cache), and two
+/// threads never wait on each other — a busy shard is skipped, and with every
+/// shard busy the call simply gets a fresh instance.
+struct WarmPool {
+    shared: Arc<Shared>,
+    shards: Box<[Mutex<Vec<Warm>>]>,
+}
+
+/// This thread's shard, the same for every pool.
+fn home_shard(shards: usize) -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static HOME: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    HOME.with(|home| home % shards)
+}
+
+impl WarmPool {
+    fn new(shared: Arc<Shared>) -> WarmPool {
+        let shards = if shared.max_calls_per_instance > 1 {
+            std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+        } else {
+            0
+        };
+        WarmPool {
+            shared,
+            shards: (0..shards).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+
+    /// Shards to try, this thread's first.
+    fn order(&self) -> impl Iterator<Item = &Mutex<Vec<Warm>>> {
+        let n = self.shards.len();
+        let home = if n == 0 { 0 } else { home_shard(n) };
+        (0..n).map(move |i| &self.shards[(home + i) % n])
+    }
+
+    fn take(&self) -> Option<Warm> {
+        for shard in self.order() {
+            let Ok(mut kept) = shard.try_lock() else {
+                continue;
+            };
+            if let Some(warm) = kept.pop() {
+                self.shared.idle.fetch_sub(1, Ordering::Relaxed);
+                return Some(warm);
+            }
+        }
+        None
+    }
+
+    /// Keeps `warm` if it may serve another call and the runtime has room.
+    fn put(&self, warm: Warm) {
+        if warm.calls >= self.shared.max_calls_per_instance {
+            return;
+        }
+        let cap = self.shared.idle_cap;
+        for shard in self.order() {
+            let Ok(mut kept) = shard.try_lock() else {
+                continue;
+            };
+            let room = self
+                .shared
+                .idle
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < cap).then_some(n + 1)
+                })
+                .is_ok();
+            if room {
+                kept.push(warm);
+            }
+            return;
+        }
+    }
+}
+
+impl Drop for WarmPool {
+    fn drop(&mut self) {
+        let kept: usize = self
+            .shards
+            .iter_mut()
+            .map(|shard| {
+                shard
+                    .get_mut()
+                    .map_or_else(|poisoned| poisoned.into_inner().len(), |kept| kept.len())
+            })
+            .sum();
+        self.shared.idle.fetch_sub(kept as u32, Ordering::Relaxed);
+    }
 }
 
 /// The time a call has been running, as its limit counts it: time the thread
@@ -705,6 +846,8 @@ impl Function {
                 inline: i.inline,
                 shared: i.shared.clone(),
                 from_cache: i.from_cache,
+                warm: WarmPool::new(i.shared.clone()),
+                instantiations: AtomicU64::new(0),
             }),
         }
     }
@@ -716,20 +859,31 @@ impl Function {
         self.inner.inline
     }
 
+    /// How many instances calls have created: one per call, unless
+    /// [`RuntimeConfig::max_calls_per_instance`] lets calls share them.
+    pub fn instantiations(&self) -> u64 {
+        self.inner.instantiations.load(Ordering::Relaxed)
+    }
+
     /// Whether the compiled code came from the disk cache.
     pub fn compiled_from_cache(&self) -> bool {
         self.inner.from_cache
     }
 
-    /// A fresh store for one call, with its limits and its time meter: the
-    /// epoch callback stops the guest once its running time reaches the
-    /// limit, and otherwise lets it go on (inline) or makes it yield its
-    /// thread (on a fiber) at every tick.
+    /// A fresh store for one call, with its limits and its time meter.
     fn new_store(
         &self,
         conn: Arc<ConnectionInfo>,
         output: SharedOutput,
     ) -> (Store<HostState>, Arc<Meter>) {
+        let mut store = Store::new(self.inner.pre.engine(), self.host_state(conn, output));
+        store.limiter(|s| &mut s.limiter);
+        let meter = self.arm(&mut store);
+        (store, meter)
+    }
+
+    /// The host side of one call: its connection, its output, its limits.
+    fn host_state(&self, conn: Arc<ConnectionInfo>, output: SharedOutput) -> HostState {
         let limits = &self.inner.limits;
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -743,16 +897,20 @@ impl Function {
             memory_exhausted: false,
             table_exhausted: false,
         };
-        let state = HostState::new(now, conn, self.inner.stores.clone(), output, limiter);
-        let mut store = Store::new(self.inner.pre.engine(), state);
-        store.limiter(|s| &mut s.limiter);
+        HostState::new(now, conn, self.inner.stores.clone(), output, limiter)
+    }
+
+    /// Starts a call's time meter: the epoch callback stops the guest once
+    /// its running time reaches the limit, and otherwise lets it go on
+    /// (inline) or makes it yield its thread (on a fiber) at every tick.
+    fn arm(&self, store: &mut Store<HostState>) -> Arc<Meter> {
         let meter = Arc::new(if self.inner.inline {
             Meter::inline(self.inner.shared.epoch_tick)
         } else {
             Meter::fiber()
         });
         let callback_meter = meter.clone();
-        let time_limit = limits.time();
+        let time_limit = self.inner.limits.time();
         let inline = self.inner.inline;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
@@ -766,7 +924,7 @@ impl Function {
                 UpdateDeadline::Yield(1)
             })
         });
-        (store, meter)
+        meter
     }
 
     /// Runs the function on one connection, in a fresh instance. Never fails:
@@ -793,37 +951,61 @@ impl Function {
             );
         };
         let output = SharedOutput::new(limits.output_bytes);
-        let (mut store, meter) = self.new_store(conn, output.clone());
+        // A kept instance, rebound to this call; or a fresh one.
+        let (mut store, meter, kept) = match self.inner.warm.take() {
+            Some(warm) => {
+                let mut store = warm.store;
+                *store.data_mut() = self.host_state(conn, output.clone());
+                let meter = self.arm(&mut store);
+                (store, meter, Some((warm.on_connection, warm.calls)))
+            }
+            None => {
+                let (store, meter) = self.new_store(conn, output.clone());
+                (store, meter, None)
+            }
+        };
 
+        let served = kept.as_ref().map_or(0, |(_, calls)| *calls);
         let pre = self.inner.pre.instance_pre();
         let inline = self.inner.inline;
         let result = Metered {
             meter: &meter,
             future: Box::pin(async {
-                let instance = if inline {
-                    pre.instantiate(&mut store)
-                } else {
-                    pre.instantiate_async(&mut store).await
-                }
-                .map_err(CallError::Instantiate)?;
+                let on_connection = match kept {
+                    Some((on_connection, _)) => on_connection,
+                    None => {
+                        self.inner.instantiations.fetch_add(1, Ordering::Relaxed);
+                        let instance = if inline {
+                            pre.instantiate(&mut store)
+                        } else {
+                            pre.instantiate_async(&mut store).await
+                        }
+                        .map_err(CallError::Instantiate)?;
+                        instance
+                            .get_typed_func(&mut store, self.inner.on_connection)
+                            .map_err(CallError::Run)?
+                    }
+                };
                 let conn = store.data_mut().push_connection().map_err(CallError::Run)?;
-                let on_connection = instance
-                    .get_typed_func::<(Resource<ConnectionRes>,), (Result<WitDecision, String>,)>(
-                        &mut store,
-                        self.inner.on_connection,
-                    )
-                    .map_err(CallError::Run)?;
+                let rep = conn.rep();
                 let (result,) = if inline {
                     on_connection.call(&mut store, (conn,))
                 } else {
                     on_connection.call_async(&mut store, (conn,)).await
                 }
                 .map_err(CallError::Run)?;
-                Ok(result)
+                // A handle the guest kept makes this fail, and the instance
+                // is then not reused (see `reusable`).
+                let _ = store.data_mut().release_connection(rep);
+                Ok((result, on_connection))
             }),
         }
         .await;
         let compute = meter.finished();
+        let (result, returned) = match result {
+            Ok((result, on_connection)) => (Ok(result), Some(on_connection)),
+            Err(e) => (Err(e), None),
+        };
 
         let state = store.data();
         let mut out = output.lock();
@@ -864,6 +1046,18 @@ impl Function {
             duration_us = outcome.duration.as_micros() as u64,
             "connection function finished"
         );
+        // The guest returned: its instance may serve the next call, unless it
+        // kept a handle (the connection object and everything opened from it
+        // belong to this call alone).
+        if let Some(on_connection) = returned
+            && store.data().reusable()
+        {
+            self.inner.warm.put(Warm {
+                store,
+                on_connection,
+                calls: served + 1,
+            });
+        }
         outcome
     }
 }

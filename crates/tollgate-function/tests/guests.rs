@@ -387,6 +387,80 @@ async fn every_call_gets_a_fresh_instance() {
         let o = f.call(Arc::new(ConnectionInfo::for_test())).await;
         assert_eq!(o.custom_data.as_deref(), Some("calls=1"));
     }
+    assert_eq!(f.instantiations(), 5);
+}
+
+fn reusing(max_calls_per_instance: u32) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        max_calls_per_instance,
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_instance_serves_at_most_max_calls_per_instance_calls() {
+    let rt = reusing(3);
+    let f = load(&rt, guests::COUNTER_WASM, vec![]).await;
+    let mut seen = Vec::new();
+    for _ in 0..7 {
+        let o = f.call(Arc::new(ConnectionInfo::for_test())).await;
+        assert!(o.is_allow(), "{o:?}");
+        seen.push(o.custom_data.unwrap());
+    }
+    assert_eq!(
+        seen,
+        [
+            "calls=1", "calls=2", "calls=3", "calls=1", "calls=2", "calls=3", "calls=1"
+        ]
+    );
+    assert_eq!(f.instantiations(), 3);
+}
+
+#[tokio::test]
+async fn an_instance_that_failed_is_not_reused_but_one_that_returned_an_error_is() {
+    let rt = reusing(100);
+    let panics = load(&rt, guests::PANIC_WASM, vec![]).await;
+    for _ in 0..3 {
+        let o = panics.call(Arc::new(ConnectionInfo::for_test())).await;
+        assert_eq!(error_kind(&o), Some(ErrorKind::Panic), "{o:?}");
+    }
+    assert_eq!(panics.instantiations(), 3, "a trapped instance was reused");
+
+    let errs = load(&rt, guests::GUEST_ERROR_WASM, vec![]).await;
+    for _ in 0..3 {
+        let o = errs.call(Arc::new(ConnectionInfo::for_test())).await;
+        assert_eq!(error_kind(&o), Some(ErrorKind::FunctionError), "{o:?}");
+    }
+    assert_eq!(
+        errs.instantiations(),
+        1,
+        "a returned error is a normal return"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_that_kept_a_handle_is_not_reused() {
+    // The guest keeps its first call's certificate in a static; reused, its
+    // next call would read the previous connection's certificate.
+    let rt = reusing(100);
+    let f = load(&rt, guests::KEEP_HANDLE_WASM, vec![]).await;
+    let ca = TestCa::root("Keep Root");
+    for name in ["first", "second", "third"] {
+        let cert = ca.client(name).build();
+        let o = f.call(conn_with(&[&cert])).await;
+        assert!(o.is_allow(), "{o:?}");
+        assert_eq!(o.custom_data.as_deref(), Some("kept=none"));
+    }
+    assert_eq!(f.instantiations(), 3);
+
+    // Without a certificate it keeps nothing, and its instance is reused.
+    let f = load(&rt, guests::KEEP_HANDLE_WASM, vec![]).await;
+    for _ in 0..3 {
+        let o = f.call(Arc::new(ConnectionInfo::for_test())).await;
+        assert_eq!(o.custom_data.as_deref(), Some("kept=none"));
+    }
+    assert_eq!(f.instantiations(), 1);
 }
 
 #[tokio::test]

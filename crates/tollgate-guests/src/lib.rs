@@ -45,6 +45,8 @@ guests! {
     SLEEP_WASM, SLEEP_PATH => "TOLLGATE_GUEST_SLEEP";
     /// Test guest: counts its calls in a static and logs the count.
     COUNTER_WASM, COUNTER_PATH => "TOLLGATE_GUEST_COUNTER";
+    /// Test guest: keeps its first call's certificate handle in a static.
+    KEEP_HANDLE_WASM, KEEP_HANDLE_PATH => "TOLLGATE_GUEST_KEEP_HANDLE";
     /// Test guest: reads a file and opens a socket (refused at load).
     SANDBOX_ESCAPE_WASM, SANDBOX_ESCAPE_PATH => "TOLLGATE_GUEST_SANDBOX_ESCAPE";
     /// Test guest: a WASI command component, not a connection function.

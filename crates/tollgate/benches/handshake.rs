@@ -9,6 +9,7 @@
 //! BENCH_INTERLEAVE=1 ...   # the servers at once, each client taking them in turn
 //! BENCH_ONLY=revocation ... # one variant (for profiling)
 //! BENCH_WASM=path ...       # another function in the revocation's place
+//! BENCH_REUSE=N ...         # [runtime] max_calls_per_instance = N (default 1)
 //! ```
 //!
 //! Every connection: TCP connect, TLS 1.3 full handshake with an ECDSA P-256
@@ -85,8 +86,11 @@ fn main() {
     json.push_str("]}");
     write(d, "revoked.json", json);
 
+    // BENCH_REUSE=N: [runtime] max_calls_per_instance = N (default 1).
+    let reuse = env_or("BENCH_REUSE", 1);
     let config = |function: bool| {
-        let mut text = String::from(
+        let mut text = format!("[runtime]\nmax_calls_per_instance = {reuse}\n");
+        text.push_str(
             r#"[logs]
 connection = "connections.log"
 access = "off"

@@ -1,5 +1,7 @@
-//! Counts its calls in a static and logs the count as custom data. Every
-//! connection gets a fresh instance, so the count must always be 1.
+//! Counts its calls in a static and logs the count as custom data. By
+//! default every connection gets a fresh instance, so the count is always 1;
+//! with `max_calls_per_instance` above 1 it counts the calls one instance
+//! served.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
