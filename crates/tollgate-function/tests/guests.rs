@@ -129,14 +129,22 @@ async fn the_leaf_the_listener_parsed_is_used_not_parsed_again() {
 async fn revocation_sees_store_updates_on_the_next_call() {
     let ca = TestCa::root("Test CA");
     let cert = ca.client("c").serial(&[0x11, 0x22]).build();
-    let rt = runtime();
-    let revoked = store("revoked", &[]);
-    let f = load(&rt, guests::REVOCATION_WASM, vec![revoked.clone()]).await;
-    assert!(f.call(conn_with(&[&cert])).await.is_allow());
-    revoked
-        .import_json(kvs_json([("1122", "")]).as_bytes())
-        .expect("import");
-    assert!(!f.call(conn_with(&[&cert])).await.is_allow());
+    // Fresh instances, and one instance serving every call.
+    for (rt, instances) in [(runtime(), 4), (reusing(1000), 1)] {
+        let revoked = store("revoked", &[]);
+        let f = load(&rt, guests::REVOCATION_WASM, vec![revoked.clone()]).await;
+        assert!(f.call(conn_with(&[&cert])).await.is_allow());
+        assert!(f.call(conn_with(&[&cert])).await.is_allow());
+        revoked
+            .import_json(kvs_json([("1122", "")]).as_bytes())
+            .expect("import");
+        let o = f.call(conn_with(&[&cert])).await;
+        assert!(!o.is_allow());
+        assert_eq!(o.custom_data.as_deref(), Some("REVOKED:1122"));
+        revoked.import_json(kvs_json([]).as_bytes()).expect("import");
+        assert!(f.call(conn_with(&[&cert])).await.is_allow());
+        assert_eq!(f.instantiations(), instances);
+    }
 }
 
 #[tokio::test]

@@ -219,6 +219,44 @@ import = "revoked.json"
 }
 
 #[test]
+fn with_instance_reuse_each_connection_still_gets_its_own_decision() {
+    let s = setup();
+    let valid = s.pki.client("valid.example");
+    let revoked = s.pki.client("revoked.example");
+    let bad = hex(&tollgate_testkit::serial_of(&revoked.leaf_der));
+    let good = hex(&tollgate_testkit::serial_of(&valid.leaf_der));
+    write(s.path(), "revoked.json", kvs_json([(bad.as_str(), "")]));
+    write(s.path(), "revocation.wasm", guests::REVOCATION_WASM);
+    let extra = r#"
+[runtime]
+max_calls_per_instance = 100
+
+[listener.function]
+name = "revocation"
+
+[functions.revocation]
+wasm = "revocation.wasm"
+kvs = ["revoked"]
+
+[kvs.revoked]
+import = "revoked.json"
+"#;
+    let proxy = s.start(REQUIRED, extra);
+    for round in 0..3 {
+        request(proxy.addr, s.client(Some(&valid)), "/", &[]).ok_json();
+        let seen = request(proxy.addr, s.client(Some(&revoked)), "/", &[]);
+        assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
+        let records = proxy.connections(2 * (round + 1));
+        let (ok, denied) = (&records[2 * round], &records[2 * round + 1]);
+        assert_eq!(status(ok), "Success", "{ok}");
+        assert_eq!(ok["connectionLogCustomData"], format!("VALID:{good}"));
+        assert_eq!(status(denied), "Failed:ConnectionFunctionDenied");
+        assert_eq!(denied["connectionLogCustomData"], format!("REVOKED:{bad}"));
+    }
+    assert_eq!(s.origin.requests(), 3);
+}
+
+#[test]
 fn tcp_failures_have_their_codes() {
     let s = setup();
     let proxy = s.start(REQUIRED, "[listener.limits]\nhandshake_timeout = \"300ms\"");
