@@ -141,7 +141,9 @@ async fn revocation_sees_store_updates_on_the_next_call() {
         let o = f.call(conn_with(&[&cert])).await;
         assert!(!o.is_allow());
         assert_eq!(o.custom_data.as_deref(), Some("REVOKED:1122"));
-        revoked.import_json(kvs_json([]).as_bytes()).expect("import");
+        revoked
+            .import_json(kvs_json([]).as_bytes())
+            .expect("import");
         assert!(f.call(conn_with(&[&cert])).await.is_allow());
         assert_eq!(f.instantiations(), instances);
     }
@@ -423,6 +425,23 @@ async fn an_instance_serves_at_most_max_calls_per_instance_calls() {
         ]
     );
     assert_eq!(f.instantiations(), 3);
+
+    // The same on a fiber (a function allowed more than max_inline_time).
+    let rt = Runtime::new(RuntimeConfig {
+        max_calls_per_instance: 2,
+        max_inline_time: Duration::ZERO,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let f = load(&rt, guests::COUNTER_WASM, vec![]).await;
+    assert!(!f.runs_inline());
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let o = f.call(Arc::new(ConnectionInfo::for_test())).await;
+        seen.push(o.custom_data.unwrap());
+    }
+    assert_eq!(seen, ["calls=1", "calls=2", "calls=1"]);
+    assert_eq!(f.instantiations(), 2);
 }
 
 #[tokio::test]
@@ -626,6 +645,40 @@ async fn concurrent_calls_beyond_the_pool_wait_for_a_slot() {
     for call in calls {
         let o = call.await.unwrap();
         assert!(o.is_allow(), "{o:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_instances_never_take_the_slots_other_functions_need() {
+    // Two call slots; kept instances of one function must not leave the
+    // others without room in the pool.
+    let rt = Runtime::new(RuntimeConfig {
+        max_concurrent_calls: 2,
+        max_calls_per_instance: 1000,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let functions = [
+        load(&rt, guests::COUNTER_WASM, vec![]).await,
+        load(&rt, guests::KEEP_HANDLE_WASM, vec![]).await,
+        load(&rt, guests::GUEST_ERROR_WASM, vec![]).await,
+    ];
+    for round in 0..3 {
+        let calls: Vec<_> = (0..48)
+            .map(|i| {
+                let f = functions[(i + round) % functions.len()].clone();
+                tokio::spawn(async move { f.call(Arc::new(ConnectionInfo::for_test())).await })
+            })
+            .collect();
+        for call in calls {
+            let o = call.await.unwrap();
+            assert_ne!(error_kind(&o), Some(ErrorKind::Instantiation), "{o:?}");
+        }
+    }
+    // Each function was instantiated at most once per call slot and kept
+    // instances served the rest.
+    for f in &functions {
+        assert!(f.instantiations() < 48, "{}", f.instantiations());
     }
 }
 
