@@ -11,11 +11,10 @@
 //! tollgate_guest::connection_function!(check);
 //!
 //! fn check(conn: &Connection) -> Result<Decision> {
-//!     let Some(leaf) = conn.client_certificate() else {
+//!     let Some(serial) = conn.client_serial_hex() else {
 //!         return Ok(Decision::deny("no client certificate"));
 //!     };
-//!     let serial = leaf.serial_hex();
-//!     if Kvs::open("revoked")?.exists(&serial) {
+//!     if Kvs::exists_in("revoked", &serial)? {
 //!         log_custom_data(&format!("REVOKED:{serial}"));
 //!         return Ok(Decision::deny("certificate revoked"));
 //!     }
@@ -227,6 +226,13 @@ impl<'a> Connection<'a> {
         self.raw.client_certificate().map(|raw| Certificate { raw })
     }
 
+    /// The leaf's serial number without colons (`4a3f5c92`), if a
+    /// certificate was presented: the same as
+    /// `client_certificate()?.serial_hex()`, in one host call.
+    pub fn client_serial_hex(&self) -> Option<String> {
+        self.raw.client_serial_hex()
+    }
+
     /// The intermediates the client sent after its leaf, in order.
     pub fn intermediates(&self) -> Vec<Certificate> {
         self.raw
@@ -434,6 +440,17 @@ impl Kvs {
                 raw_kvs::Error::NoSuchStore(name) => Error::NoSuchStore(name),
                 raw_kvs::Error::NotUtf8 => Error::Message("unexpected store error".into()),
             })
+    }
+
+    /// Whether `key` is in the store `name`: the same as
+    /// `Kvs::open(name)?.exists(key)`, in one host call. Fails with
+    /// [`Error::NoSuchStore`] when the store is not associated with the
+    /// function.
+    pub fn exists_in(name: &str, key: &str) -> Result<bool> {
+        raw_kvs::exists_in(name, key).map_err(|e| match e {
+            raw_kvs::Error::NoSuchStore(name) => Error::NoSuchStore(name),
+            raw_kvs::Error::NotUtf8 => Error::Message("unexpected store error".into()),
+        })
     }
 
     /// The value as a string; `None` when the key is missing.

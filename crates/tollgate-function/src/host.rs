@@ -117,6 +117,36 @@ impl HostState {
         Ok(self.table.get(res)?.index)
     }
 
+    /// This call's snapshot of store `name`: every open of a store in one
+    /// call sees the same data, even if the store is updated meanwhile.
+    fn open_snapshot(&mut self, name: String) -> Result<Arc<Snapshot>, kvs::Error> {
+        if let Some((_, snapshot)) = self.opened.iter().find(|(n, _)| **n == *name) {
+            return Ok(snapshot.clone());
+        }
+        match self.stores.get(&name) {
+            Some(store) => {
+                let snapshot = store.snapshot();
+                self.opened.push((name.into_boxed_str(), snapshot.clone()));
+                Ok(snapshot)
+            }
+            None => Err(kvs::Error::NoSuchStore(name)),
+        }
+    }
+
+    /// The serial number (colon-separated hex) of the certificate at `index`.
+    /// The common case (a revocation check) needs only the serial: it is read
+    /// straight from the DER unless the certificate is parsed anyway.
+    fn serial_at(&self, index: usize) -> wasmtime::Result<String> {
+        match &self.conn.chain[index] {
+            CertSource::Der(der) => match self.parsed[index].get() {
+                Some(Ok(info)) => Ok(info.serial_number()),
+                _ => tollgate_x509::serial_number_from_der(der)
+                    .map_err(|e| wasmtime::format_err!("client certificate {index}: {e}")),
+            },
+            CertSource::Fields(f) => Ok(f.serial_number.clone()),
+        }
+    }
+
     /// The parsed certificate at `index`. A DER certificate is parsed on first
     /// use; a parse failure is a host error that stops the call.
     fn parsed(&self, index: usize) -> wasmtime::Result<Option<&CertInfo>> {
@@ -348,6 +378,17 @@ impl types::HostConnection for HostState {
         Ok(Some(self.table.push(CertificateRes { index: 0 })?))
     }
 
+    fn client_serial_hex(
+        &mut self,
+        _: Resource<ConnectionRes>,
+    ) -> wasmtime::Result<Option<String>> {
+        if self.conn.chain.is_empty() {
+            return Ok(None);
+        }
+        let serial = self.serial_at(0)?;
+        Ok(Some(serial.replace(':', "")))
+    }
+
     fn intermediates(
         &mut self,
         _: Resource<ConnectionRes>,
@@ -370,16 +411,7 @@ impl types::HostConnection for HostState {
 impl types::HostCertificate for HostState {
     fn serial_number(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
         let index = self.cert_index(&res)?;
-        match &self.conn.chain[index] {
-            // The common case (a revocation check) needs only the serial: read
-            // it straight from the DER unless the certificate is parsed anyway.
-            CertSource::Der(der) => match self.parsed[index].get() {
-                Some(Ok(info)) => Ok(info.serial_number()),
-                _ => tollgate_x509::serial_number_from_der(der)
-                    .map_err(|e| wasmtime::format_err!("client certificate {index}: {e}")),
-            },
-            CertSource::Fields(f) => Ok(f.serial_number.clone()),
-        }
+        self.serial_at(index)
     }
 
     fn subject(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
@@ -502,22 +534,24 @@ impl types::HostCertificate for HostState {
     }
 }
 
-impl kvs::Host for HostState {}
+impl kvs::Host for HostState {
+    fn exists_in(
+        &mut self,
+        name: String,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, kvs::Error>> {
+        Ok(self
+            .open_snapshot(name)
+            .map(|snapshot| snapshot.exists(&key)))
+    }
+}
 
 impl kvs::HostStore for HostState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<StoreRes>, kvs::Error>> {
-        let snapshot = match self.opened.iter().find(|(n, _)| **n == *name) {
-            Some((_, snapshot)) => snapshot.clone(),
-            None => match self.stores.get(&name) {
-                Some(store) => {
-                    let snapshot = store.snapshot();
-                    self.opened.push((name.into_boxed_str(), snapshot.clone()));
-                    snapshot
-                }
-                None => return Ok(Err(kvs::Error::NoSuchStore(name))),
-            },
-        };
-        Ok(Ok(self.table.push(StoreRes { snapshot })?))
+        match self.open_snapshot(name) {
+            Ok(snapshot) => Ok(Ok(self.table.push(StoreRes { snapshot })?)),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     fn get(

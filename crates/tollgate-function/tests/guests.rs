@@ -675,11 +675,10 @@ async fn kept_instances_never_take_the_slots_other_functions_need() {
             assert_ne!(error_kind(&o), Some(ErrorKind::Instantiation), "{o:?}");
         }
     }
-    // Each function was instantiated at most once per call slot and kept
-    // instances served the rest.
-    for f in &functions {
-        assert!(f.instantiations() < 48, "{}", f.instantiations());
-    }
+    // Kept instances served some of the 144 calls (which function keeps the
+    // two places for kept instances depends on timing).
+    let made: u64 = functions.iter().map(Function::instantiations).sum();
+    assert!(made < 144, "{made}");
 }
 
 /// Starts `looping` (which times out), then `quick`, on the same thread;
@@ -839,6 +838,7 @@ async fn every_connection_field_reaches_the_function() {
     assert_eq!(value(&l, "expiry_ignored"), "true");
     assert_eq!(value(&l, "leaf.serial"), "a1:b2");
     assert_eq!(value(&l, "leaf.serial_hex"), "a1b2");
+    assert_eq!(value(&l, "client_serial_hex"), "Some(\"a1b2\")");
     assert_eq!(
         value(&l, "leaf.subject"),
         "CN=device-1,OU=fleet-a,O=Example Corp"
@@ -891,6 +891,8 @@ async fn every_connection_field_reaches_the_function() {
     assert_eq!(value(&l, "kvs.bytes.k"), "Some([118])");
     assert_eq!(value(&l, "kvs.exists.k"), "true");
     assert_eq!(value(&l, "kvs.exists.missing"), "false");
+    assert_eq!(value(&l, "kvs.exists_in.k"), "Ok(true)");
+    assert_eq!(value(&l, "kvs.exists_in.missing"), "Ok(false)");
     assert_eq!(value(&l, "kvs.json"), "Some([1, 2, 3])");
     assert_eq!(value(&l, "kvs.meta"), format!("2 {} {etag}", 1 + 1 + 4 + 7));
     assert!(l.contains(&"hello from stdout".to_string()), "{l:?}");
@@ -925,6 +927,7 @@ async fn a_crafted_json_connection_reaches_the_function() {
         "Fdb-Eb7L9gVn2cFakz7wWyBJIDAD4-oNO6g8r3vXDV132BtnIVtqDA=="
     );
     assert_eq!(value(&l, "leaf.serial"), "4a:3f:5c:92:d1:e8:7b:6c");
+    assert_eq!(value(&l, "client_serial_hex"), "Some(\"4a3f5c92d1e87b6c\")");
     assert_eq!(value(&l, "leaf.cn"), "Some(\"client.example.com\")");
     assert_eq!(
         value(&l, "leaf.issuer_cn"),
@@ -938,4 +941,9 @@ async fn a_crafted_json_connection_reaches_the_function() {
     assert_eq!(value(&l, "leaf.der_len"), "0");
     assert_eq!(value(&l, "leaf.eku"), "None");
     assert_eq!(value(&l, "intermediates"), "0");
+    // No store is associated with this function.
+    assert_eq!(
+        value(&l, "kvs.exists_in.nostore"),
+        "no key-value store named \"nostore\" is associated with this function"
+    );
 }

@@ -63,6 +63,10 @@ fn inspect(conn: &Connection) -> Result<Decision> {
         conn.handshake_duration().as_micros().to_string(),
     );
     line("expiry_ignored", conn.expiry_ignored().to_string());
+    line(
+        "client_serial_hex",
+        format!("{:?}", conn.client_serial_hex()),
+    );
     match conn.client_certificate() {
         Some(leaf) => cert_lines("leaf", &leaf),
         None => line("leaf", "none".into()),
@@ -89,6 +93,21 @@ fn inspect(conn: &Connection) -> Result<Decision> {
         }
         Err(e) => line("kvs", e.to_string()),
     }
+    line(
+        "kvs.exists_in.k",
+        format!("{:?}", Kvs::exists_in("data", "k")),
+    );
+    line(
+        "kvs.exists_in.missing",
+        format!("{:?}", Kvs::exists_in("data", "missing")),
+    );
+    line(
+        "kvs.exists_in.nostore",
+        match Kvs::exists_in("nostore", "k") {
+            Ok(found) => found.to_string(),
+            Err(e) => e.to_string(),
+        },
+    );
     println!("hello from stdout");
     eprintln!("hello from stderr");
     let custom = Kvs::open("data")
