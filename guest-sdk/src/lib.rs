@@ -430,16 +430,21 @@ pub struct Meta {
     pub etag: String,
 }
 
+/// An error opening a store (`not-utf8` cannot happen there).
+fn store_error(e: raw_kvs::Error) -> Error {
+    match e {
+        raw_kvs::Error::NoSuchStore(name) => Error::NoSuchStore(name),
+        raw_kvs::Error::NotUtf8 => Error::Message("unexpected store error".into()),
+    }
+}
+
 impl Kvs {
     /// Open a store by name. Fails with [`Error::NoSuchStore`] when the store
     /// is not associated with the function.
     pub fn open(name: &str) -> Result<Kvs> {
         raw_kvs::Store::open(name)
             .map(|raw| Kvs { raw })
-            .map_err(|e| match e {
-                raw_kvs::Error::NoSuchStore(name) => Error::NoSuchStore(name),
-                raw_kvs::Error::NotUtf8 => Error::Message("unexpected store error".into()),
-            })
+            .map_err(store_error)
     }
 
     /// Whether `key` is in the store `name`: the same as
@@ -447,10 +452,7 @@ impl Kvs {
     /// [`Error::NoSuchStore`] when the store is not associated with the
     /// function.
     pub fn exists_in(name: &str, key: &str) -> Result<bool> {
-        raw_kvs::exists_in(name, key).map_err(|e| match e {
-            raw_kvs::Error::NoSuchStore(name) => Error::NoSuchStore(name),
-            raw_kvs::Error::NotUtf8 => Error::Message("unexpected store error".into()),
-        })
+        raw_kvs::exists_in(name, key).map_err(store_error)
     }
 
     /// The value as a string; `None` when the key is missing.

@@ -133,20 +133,6 @@ impl HostState {
         }
     }
 
-    /// The serial number (colon-separated hex) of the certificate at `index`.
-    /// The common case (a revocation check) needs only the serial: it is read
-    /// straight from the DER unless the certificate is parsed anyway.
-    fn serial_at(&self, index: usize) -> wasmtime::Result<String> {
-        match &self.conn.chain[index] {
-            CertSource::Der(der) => match self.parsed[index].get() {
-                Some(Ok(info)) => Ok(info.serial_number()),
-                _ => tollgate_x509::serial_number_from_der(der)
-                    .map_err(|e| wasmtime::format_err!("client certificate {index}: {e}")),
-            },
-            CertSource::Fields(f) => Ok(f.serial_number.clone()),
-        }
-    }
-
     /// The parsed certificate at `index`. A DER certificate is parsed on first
     /// use; a parse failure is a host error that stops the call.
     fn parsed(&self, index: usize) -> wasmtime::Result<Option<&CertInfo>> {
@@ -382,11 +368,19 @@ impl types::HostConnection for HostState {
         &mut self,
         _: Resource<ConnectionRes>,
     ) -> wasmtime::Result<Option<String>> {
-        if self.conn.chain.is_empty() {
+        // Hex of the serial's bytes at once, rather than the colon form
+        // stripped of its colons.
+        let Some(leaf) = self.conn.chain.first() else {
             return Ok(None);
-        }
-        let serial = self.serial_at(0)?;
-        Ok(Some(serial.replace(':', "")))
+        };
+        Ok(Some(match leaf {
+            CertSource::Der(der) => crate::runtime::hex(match self.parsed[0].get() {
+                Some(Ok(info)) => info.serial_bytes(),
+                _ => tollgate_x509::serial_bytes_from_der(der)
+                    .map_err(|e| wasmtime::format_err!("client certificate 0: {e}"))?,
+            }),
+            CertSource::Fields(f) => f.serial_number.replace(':', ""),
+        }))
     }
 
     fn intermediates(
@@ -411,7 +405,16 @@ impl types::HostConnection for HostState {
 impl types::HostCertificate for HostState {
     fn serial_number(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
         let index = self.cert_index(&res)?;
-        self.serial_at(index)
+        match &self.conn.chain[index] {
+            // The common case needs only the serial: read it straight from
+            // the DER unless the certificate is parsed anyway.
+            CertSource::Der(der) => match self.parsed[index].get() {
+                Some(Ok(info)) => Ok(info.serial_number()),
+                _ => tollgate_x509::serial_number_from_der(der)
+                    .map_err(|e| wasmtime::format_err!("client certificate {index}: {e}")),
+            },
+            CertSource::Fields(f) => Ok(f.serial_number.clone()),
+        }
     }
 
     fn subject(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {

@@ -478,7 +478,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()
@@ -952,27 +952,26 @@ impl Function {
         };
         let output = SharedOutput::new(limits.output_bytes);
         // A kept instance, rebound to this call; or a fresh one.
-        let (mut store, meter, kept) = match self.inner.warm.take() {
+        let (mut store, meter, kept, served) = match self.inner.warm.take() {
             Some(warm) => {
                 let mut store = warm.store;
                 *store.data_mut() = self.host_state(conn, output.clone());
                 let meter = self.arm(&mut store);
-                (store, meter, Some((warm.on_connection, warm.calls)))
+                (store, meter, Some(warm.on_connection), warm.calls)
             }
             None => {
                 let (store, meter) = self.new_store(conn, output.clone());
-                (store, meter, None)
+                (store, meter, None, 0)
             }
         };
 
-        let served = kept.as_ref().map_or(0, |(_, calls)| *calls);
         let pre = self.inner.pre.instance_pre();
         let inline = self.inner.inline;
         let result = Metered {
             meter: &meter,
             future: Box::pin(async {
                 let on_connection = match kept {
-                    Some((on_connection, _)) => on_connection,
+                    Some(on_connection) => on_connection,
                     None => {
                         self.inner.instantiations.fetch_add(1, Ordering::Relaxed);
                         let instance = if inline {

@@ -149,6 +149,20 @@ fn every_certificate_failure_has_its_code_and_never_reaches_the_origin() {
     assert_eq!(s.origin.requests(), 1);
 }
 
+/// The listener runs the revocation function over the store `revoked`
+/// (files `revocation.wasm` and `revoked.json`).
+const REVOCATION: &str = r#"
+[listener.function]
+name = "revocation"
+
+[functions.revocation]
+wasm = "revocation.wasm"
+kvs = ["revoked"]
+
+[kvs.revoked]
+import = "revoked.json"
+"#;
+
 #[test]
 fn the_function_decides_before_any_http_and_denials_never_reach_the_origin() {
     let s = setup();
@@ -162,22 +176,14 @@ fn the_function_decides_before_any_http_and_denials_never_reach_the_origin() {
     );
     write(s.path(), "revocation.wasm", guests::REVOCATION_WASM);
     write(s.path(), "loop.wasm", guests::INFINITE_LOOP_WASM);
-    let extra = r#"
-[listener.function]
-name = "revocation"
-
-[functions.revocation]
-wasm = "revocation.wasm"
-kvs = ["revoked"]
-
+    let extra = format!(
+        "{REVOCATION}
 [functions.looping]
-wasm = "loop.wasm"
-time_limit = "2ms"
-
-[kvs.revoked]
-import = "revoked.json"
-"#;
-    let proxy = s.start(REQUIRED, extra);
+wasm = \"loop.wasm\"
+time_limit = \"2ms\"
+"
+    );
+    let proxy = s.start(REQUIRED, &extra);
     request(proxy.addr, s.client(Some(&valid)), "/", &[]).ok_json();
     let ok = proxy.connection(1);
     assert_eq!(status(&ok), "Success");
@@ -227,21 +233,8 @@ fn with_instance_reuse_each_connection_still_gets_its_own_decision() {
     let good = hex(&tollgate_testkit::serial_of(&valid.leaf_der));
     write(s.path(), "revoked.json", kvs_json([(bad.as_str(), "")]));
     write(s.path(), "revocation.wasm", guests::REVOCATION_WASM);
-    let extra = r#"
-[runtime]
-max_calls_per_instance = 100
-
-[listener.function]
-name = "revocation"
-
-[functions.revocation]
-wasm = "revocation.wasm"
-kvs = ["revoked"]
-
-[kvs.revoked]
-import = "revoked.json"
-"#;
-    let proxy = s.start(REQUIRED, extra);
+    let extra = format!("{REVOCATION}\n[runtime]\nmax_calls_per_instance = 100\n");
+    let proxy = s.start(REQUIRED, &extra);
     for round in 0..3 {
         request(proxy.addr, s.client(Some(&valid)), "/", &[]).ok_json();
         let seen = request(proxy.addr, s.client(Some(&revoked)), "/", &[]);
