@@ -374,7 +374,7 @@ impl types::HostConnection for HostState {
             return Ok(None);
         };
         Ok(Some(match leaf {
-            CertSource::Der(der) => crate::runtime::hex(match self.parsed[0].get() {
+            CertSource::Der(der) => tollgate_x509::hex_lower(match self.parsed[0].get() {
                 Some(Ok(info)) => info.serial_bytes(),
                 _ => tollgate_x509::serial_bytes_from_der(der)
                     .map_err(|e| wasmtime::format_err!("client certificate 0: {e}"))?,

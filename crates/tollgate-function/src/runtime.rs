@@ -314,7 +314,7 @@ impl Runtime {
             Some([0, b'a', b's', b'm', ..]) => {}
             _ => return Err(LoadError::NotWasm),
         }
-        let sha256 = hex(&Sha256::digest(wasm));
+        let sha256 = tollgate_x509::hex_lower(&Sha256::digest(wasm));
         let (component, from_cache) = self.compile(wasm, &sha256)?;
 
         let pre = self
@@ -476,16 +476,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// What to load.

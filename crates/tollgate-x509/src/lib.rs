@@ -152,6 +152,11 @@ pub(crate) fn hex(bytes: &[u8], digits: &[u8; 16], separator: Option<u8>) -> Str
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Lowercase hex of `bytes`, no separator: `4a3f5c92`.
+pub fn hex_lower(bytes: &[u8]) -> String {
+    hex(bytes, HEX_LOWER, None)
+}
+
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8], digits: &[u8; 16]) {
     out.push_str(&hex(bytes, digits, None));
 }
