@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tollgate_config::{MtlsMode, OnError};
@@ -156,8 +157,31 @@ async fn run(
         record.client_leaf_cert_issuer = Some(info.issuer());
         record.client_leaf_cert_validity = Some(info.validity_header());
     }
-    let expiry_ignored =
-        plan.ignore_expiry && plan.mode != MtlsMode::Passthrough && outside_validity(&chain);
+    // Asked of the verifier (the path it built), not guessed from what the
+    // client sent.
+    let expiry_ignored = match (&plan.verifier, chain.split_first()) {
+        (Some(verifier), Some((leaf_der, rest))) if plan.ignore_expiry => {
+            let intermediates: Vec<CertificateDer<'_>> = rest
+                .iter()
+                .map(|der| CertificateDer::from(der.as_slice()))
+                .collect();
+            match verifier.expiry_ignored(
+                &CertificateDer::from(leaf_der.as_slice()),
+                &intermediates,
+                UnixTime::now(),
+            ) {
+                Ok(ignored) => ignored,
+                Err(failure) => {
+                    return refuse(
+                        record,
+                        failure.code(),
+                        format!("client certificate refused on re-verification: {failure}"),
+                    );
+                }
+            }
+        }
+        _ => false,
+    };
     record.expiry_ignored = expiry_ignored;
 
     // 3. The pause: the function decides before a single HTTP byte is read.
@@ -303,15 +327,6 @@ fn classify_handshake_error(err: &std::io::Error) -> (&'static str, String) {
         return (tollgate_tls::handshake_failure_code(tls), tls.to_string());
     }
     ("TcpError", err.to_string())
-}
-
-/// Whether any certificate of the chain is outside its validity period now.
-fn outside_validity(chain: &[Vec<u8>]) -> bool {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    chain.iter().any(|der| match CertInfo::parse(der) {
-        Ok(info) => !info.is_valid_at(now),
-        Err(_) => false,
-    })
 }
 
 fn millis(d: Duration) -> f64 {

@@ -101,6 +101,9 @@ pub(crate) struct CaCert {
     /// SubjectPublicKeyInfo with its outer SEQUENCE.
     pub spki: Vec<u8>,
     pub crl_sign: bool,
+    /// The validity period, in Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
 }
 
 /// Root CAs (trust anchors) and intermediate CAs (used to build paths, as if the
@@ -112,6 +115,9 @@ pub struct TrustStore {
     pub(crate) cas: Vec<CaCert>,
     pub(crate) names: Vec<DistinguishedName>,
     warnings: Vec<TrustStoreWarning>,
+    /// A certificate of the store whose validity period is unknown (kept by
+    /// `from_der_parts` although x509-parser could not read it).
+    validity_unknown: bool,
 }
 
 impl TrustStore {
@@ -232,6 +238,8 @@ impl TrustStore {
                 subject_text,
                 spki: cert.public_key().raw.to_vec(),
                 crl_sign,
+                not_before: cert.validity().not_before.timestamp(),
+                not_after: cert.validity().not_after.timestamp(),
                 der: der.clone(),
             };
             if self_signed {
@@ -321,14 +329,29 @@ impl TrustStore {
                         .ok()
                         .flatten()
                         .is_none_or(|ku| ku.value.crl_sign()),
+                    not_before: cert.validity().not_before.timestamp(),
+                    not_after: cert.validity().not_after.timestamp(),
                     der: der.clone(),
                 });
                 store
                     .names
                     .push(DistinguishedName::from(cert.subject().as_raw().to_vec()));
+            } else {
+                store.validity_unknown = true;
             }
         }
         Ok(store)
+    }
+
+    /// Whether every CA certificate of the store is inside its validity
+    /// period at `unix` (seconds): then no path through the store can fail
+    /// on the dates of one of its certificates.
+    pub(crate) fn all_valid_at(&self, unix: i64) -> bool {
+        !self.validity_unknown
+            && self
+                .cas
+                .iter()
+                .all(|c| c.not_before <= unix && unix <= c.not_after)
     }
 
     pub fn warnings(&self) -> &[TrustStoreWarning] {

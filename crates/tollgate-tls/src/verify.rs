@@ -267,6 +267,40 @@ impl ClientVerifier {
         })
     }
 
+    /// Whether admitting this client chain, verified by the handshake a moment
+    /// ago, needed `ignore_expiry`: the verifier's own answer for the path it
+    /// builds, not a guess from the certificates the client sent (which may
+    /// include some the path does not use, and lack trust-store
+    /// intermediates that have expired since they were loaded).
+    ///
+    /// Cheap when every certificate that could be on a path is inside its
+    /// validity period (the common case); otherwise the chain is verified
+    /// again, and an error here means it no longer passes.
+    pub fn expiry_ignored(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<bool, VerifyFailure> {
+        if !self.policy.ignore_expiry
+            || matches!(
+                self.policy.mode,
+                ClientAuthMode::Passthrough | ClientAuthMode::Off
+            )
+        {
+            return Ok(false);
+        }
+        let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let offered_valid = std::iter::once(end_entity)
+            .chain(intermediates)
+            .all(|der| tollgate_x509::CertInfo::parse(der).is_ok_and(|info| info.is_valid_at(at)));
+        if offered_valid && self.policy.trust.all_valid_at(at) {
+            return Ok(false);
+        }
+        self.verify_chain(end_entity, intermediates, now, Usage::ClientAuth)
+            .map(|chain| chain.expiry_ignored)
+    }
+
     fn verify_at(
         &self,
         cert: &EndEntityCert<'_>,

@@ -188,3 +188,82 @@ fn server_certificates_are_chosen_by_sni() {
         "{err}"
     );
 }
+
+/// `expiry_ignored` is the answer for the path the verifier builds: an
+/// expired certificate the client sends but the path does not use does not
+/// count, and a trust-store intermediate that expired after the load does.
+#[test]
+fn expiry_ignored_is_the_verifiers_answer_for_its_path() {
+    use rustls::pki_types::UnixTime;
+    use tollgate_tls::{ClientAuthMode, ClientAuthPolicy, ClientVerifier, Usage, VerifyFailure};
+
+    let root = TestCa::root("Expiry Root");
+    let inter = root.intermediate("Expiry Intermediate");
+    // The leaf outlives its CAs (valid ten years).
+    let leaf = inter.client("long-lived").valid_days(-1, 5000).build();
+    // (Test CAs are valid from yesterday: a leaf outside its dates inside
+    // theirs is one not valid yet.)
+    let early_leaf = inter.client("early").valid_days(1, 30).build();
+    let stray_expired = root.client("stray").valid_days(-10, -5).build();
+    let bundle = format!("{}{}", root.pem(), inter.pem());
+    let trust =
+        TrustStore::from_pem(bundle.as_bytes(), "cas.pem", &TrustStoreLimits::default()).unwrap();
+    let trust = Arc::new(trust);
+    let verifier = |ignore_expiry: bool| {
+        ClientVerifier::new(ClientAuthPolicy {
+            mode: ClientAuthMode::Required,
+            trust: trust.clone(),
+            crls: Arc::new(CrlSet::empty()),
+            ignore_expiry,
+            advertise_ca_names: false,
+            max_chain_depth: 4,
+        })
+    };
+    let der = |c: &tollgate_testkit::TestCert| CertificateDer::from(c.der.clone());
+    let now = UnixTime::now();
+    let later = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        now.as_secs() + 4000 * 86_400,
+    ));
+    let ignoring = verifier(true);
+
+    // An expired certificate offered beside a valid chain is not on the path.
+    let offered = [der(&stray_expired)];
+    assert!(
+        ignoring
+            .verify_chain(&der(&leaf), &offered, now, Usage::ClientAuth)
+            .is_ok()
+    );
+    assert_eq!(
+        ignoring.expiry_ignored(&der(&leaf), &offered, now),
+        Ok(false)
+    );
+
+    // In 4000 days the trust store's intermediate (and root) have expired:
+    // the leaf alone is offered, and only ignoring expiry admits it.
+    assert_eq!(
+        verifier(false)
+            .verify_chain(&der(&leaf), &[], later, Usage::ClientAuth)
+            .err(),
+        Some(VerifyFailure::Expired)
+    );
+    assert_eq!(ignoring.expiry_ignored(&der(&leaf), &[], later), Ok(true));
+
+    // A leaf not valid yet, now.
+    assert_eq!(
+        ignoring.expiry_ignored(&der(&early_leaf), &[], now),
+        Ok(true)
+    );
+    // A valid one, now.
+    assert_eq!(ignoring.expiry_ignored(&der(&leaf), &[], now), Ok(false));
+    // Without ignore_expiry the question does not arise.
+    assert_eq!(
+        verifier(false).expiry_ignored(&der(&early_leaf), &[], now),
+        Ok(false)
+    );
+    // A chain that does not verify is an error, not an answer.
+    let stranger = TestCa::root("Stranger")
+        .client("x")
+        .valid_days(-10, -5)
+        .build();
+    assert!(ignoring.expiry_ignored(&der(&stranger), &[], now).is_err());
+}

@@ -304,6 +304,20 @@ fn ignore_expiry_admits_an_expired_chain_but_not_a_revoked_one() {
     let fresh = proxy.connection(3);
     assert!(fresh.get("expiryIgnored").is_none());
     assert_eq!(fresh["connectionLogCustomData"], "inspected");
+    // Nor is a valid client that also sends an expired certificate its path
+    // does not use: the flag is the verifier's answer, not a look at what
+    // was sent.
+    let mut padded = s.pki.client("padded");
+    let stray = TestCa::root("Stray")
+        .client("stray")
+        .valid_days(-10, -5)
+        .build();
+    padded.chain_pem.push_str(&stray.pem);
+    request(proxy.addr, s.client(Some(&padded)), "/", &[]).ok_json();
+    let padded = proxy.connection(4);
+    assert_eq!(status(&padded), "Success");
+    assert!(padded.get("expiryIgnored").is_none(), "{padded}");
+    assert_eq!(padded["connectionLogCustomData"], "inspected");
 }
 
 #[test]
