@@ -148,9 +148,13 @@ pub fn handshake_failure_code(err: &rustls::Error) -> &'static str {
             C::UnknownRevocationStatus
             | C::ExpiredRevocationList
             | C::ExpiredRevocationListContext { .. } => "ClientCertCrlProcessingError",
-            C::BadSignature
-            | C::UnsupportedSignatureAlgorithm
-            | C::UnsupportedSignatureAlgorithmContext { .. } => "ClientCertTypeUnsupported",
+            // Our verifier reports chain failures as its own kinds (below);
+            // rustls's BadSignature is the client's CertificateVerify: it does
+            // not hold the certificate's key.
+            C::BadSignature => "ClientCertInvalid",
+            C::UnsupportedSignatureAlgorithm | C::UnsupportedSignatureAlgorithmContext { .. } => {
+                "ClientCertTypeUnsupported"
+            }
             C::BadEncoding => "ClientCertInvalid",
             C::Other(other) => match other.0.downcast_ref::<VerifyFailure>() {
                 Some(f) => f.code(),

@@ -6,6 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::sync::Arc;
 
 use common::*;
 use tollgate_guests as guests;
@@ -364,6 +365,73 @@ fn passthrough_forwards_the_chain_as_rfc9440_and_checks_only_the_key() {
     assert!(h.get("cloudfront-viewer-cert-subject").is_none(), "{h}");
     assert_eq!(h["cloudfront-viewer-cert-present"], "1");
     assert_eq!(status(&proxy.connection(1)), "Success");
+}
+
+/// A client whose CertificateVerify does not match its certificate (it sends
+/// someone else's certificate, signing with its own key) is refused as
+/// `ClientCertInvalid`, in passthrough (where the key is all that is checked)
+/// and in required mode alike.
+#[test]
+fn a_client_without_its_certificates_key_is_refused_as_invalid() {
+    for mode in ["mode = \"passthrough\"", REQUIRED] {
+        impostor_is_refused(mode);
+    }
+}
+
+fn impostor_is_refused(mode: &str) {
+    use rustls::client::ResolvesClientCert;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    use rustls::sign::CertifiedKey;
+
+    #[derive(Debug)]
+    struct Impostor(Arc<CertifiedKey>);
+    impl ResolvesClientCert for Impostor {
+        fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+            Some(self.0.clone())
+        }
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    let s = setup();
+    let victim = s.pki.client("victim");
+    let own_key = s.pki.client("impostor").key_pem;
+    let key = PrivateKeyDer::from_pem_slice(own_key.as_bytes()).unwrap();
+    let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).unwrap();
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(victim.chain_pem.as_bytes())
+            .map(|c| c.unwrap())
+            .collect();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(s.pki.server_ca.der()))
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(Impostor(Arc::new(CertifiedKey::new(
+            chain, signer,
+        )))));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = Arc::new(config);
+
+    let proxy = s.start(mode, "");
+    let seen = request(proxy.addr, config, "/", &[]);
+    assert!(!matches!(seen, Seen::Http(..)), "{mode}: {seen:?}");
+    let record = proxy.connection(1);
+    assert_eq!(
+        status(&record),
+        "Failed:ClientCertInvalid",
+        "{mode}: {record}"
+    );
+    assert_eq!(
+        s.origin.requests(),
+        0,
+        "{mode}: the impostor reached the origin"
+    );
+    // The real owner gets in.
+    request(proxy.addr, s.client(Some(&victim)), "/", &[]).ok_json();
+    assert_eq!(status(&proxy.connection(2)), "Success");
 }
 
 #[test]
