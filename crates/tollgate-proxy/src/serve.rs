@@ -66,9 +66,13 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::default());
+    // HTTP/1.1: bytes between requests start a request head, and any byte
+    // is activity. HTTP/2: only requests are; the client's PINGs, SETTINGS
+    // and WINDOW_UPDATEs would otherwise keep an idle connection (and its
+    // slot) forever.
     let io = TokioIo::new(Tracked {
         inner: io,
-        activity: activity.clone(),
+        activity: (!h2).then(|| activity.clone()),
     });
     let svc_activity = activity.clone();
     let service = service_fn(move |req: Request<Incoming>| {
@@ -90,6 +94,7 @@ where
             let conn = $conn;
             tokio::pin!(conn);
             let mut shutting_down = false;
+            let mut drop_at: Option<tokio::time::Instant> = None;
             loop {
                 let deadline = activity.idle_deadline(idle);
                 let head_deadline = header_timeout.and_then(|t| activity.head_deadline(t));
@@ -122,8 +127,21 @@ where
                         if activity.is_idle(idle) {
                             shutting_down = true;
                             served.idle_closed = true;
+                            drop_at = Some(tokio::time::Instant::now() + settings.header_read_timeout);
                             conn.as_mut().graceful_shutdown();
                         }
+                    }
+                    // Closed for idleness but still open (an HTTP/2 client
+                    // that never finishes a HEADERS block and ignores the
+                    // GOAWAY): dropped after one more header-read timeout.
+                    () = async {
+                        match drop_at {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        served.requests = activity.requests.load(Ordering::Relaxed);
+                        return Ok(served);
                     }
                 }
             }
@@ -463,6 +481,7 @@ impl InFlight {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         activity.head_started_ms.store(NO_HEAD, Ordering::Release);
         activity.requests.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
         InFlight(activity)
     }
 }
@@ -474,10 +493,11 @@ impl Drop for InFlight {
     }
 }
 
-/// The connection's I/O, noting when bytes move.
+/// The connection's I/O, noting when bytes move (HTTP/1.1; `None` for
+/// HTTP/2, where only requests count as activity).
 struct Tracked<IO> {
     inner: IO,
-    activity: Arc<Activity>,
+    activity: Option<Arc<Activity>>,
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
@@ -489,7 +509,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.read();
+            if let Some(activity) = &self.activity {
+                activity.read();
+            }
         }
         polled
     }
@@ -502,8 +524,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0)
+            && let Some(activity) = &self.activity
+        {
+            activity.touch();
         }
         polled
     }
@@ -513,8 +537,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0)
+            && let Some(activity) = &self.activity
+        {
+            activity.touch();
         }
         polled
     }

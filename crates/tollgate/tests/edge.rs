@@ -583,6 +583,71 @@ fn slow_idle_and_oversized_requests_are_cut_off() {
     request(proxy.addr, config, "/", &[]).ok_json();
 }
 
+/// An HTTP/2 client that sends no request, only PINGs (each answered by the
+/// proxy), is idle: closed after `idle_timeout`, not kept forever.
+#[test]
+fn an_http2_connection_with_only_pings_is_closed_as_idle() {
+    use std::io::Read;
+    let s = setup();
+    let proxy = s.start(
+        REQUIRED,
+        "[listener.http]\nheader_read_timeout = \"500ms\"\nidle_timeout = \"1s\"",
+    );
+    let config = client_config(
+        &s.pki.server_ca.pem(),
+        Some(&s.pki.client("pinger")),
+        &[b"h2"],
+    );
+    let mut conn = rustls::ClientConnection::new(
+        config,
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut tcp = TcpStream::connect(proxy.addr).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    assert_eq!(conn.alpn_protocol(), Some(&b"h2"[..]));
+    tcp.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
+    // The connection preface and an empty SETTINGS frame.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut answered = 0usize;
+    let closed = loop {
+        if start.elapsed() > std::time::Duration::from_secs(8) {
+            break None;
+        }
+        // PING (type 6), 8 bytes of payload, on stream 0.
+        if stream.write_all(b"\0\0\x08\x06\0\0\0\0\0pingpong").is_err() {
+            break Some(start.elapsed());
+        }
+        let mut buf = [0u8; 4096];
+        match stream.read(&mut buf) {
+            Ok(0) => break Some(start.elapsed()),
+            Ok(n) => answered += n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break Some(start.elapsed()),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    };
+    assert!(
+        answered > 0,
+        "the proxy answered nothing: not an HTTP/2 peer?"
+    );
+    let closed = closed.expect("a connection with only PINGs is closed as idle");
+    assert!(
+        closed >= std::time::Duration::from_millis(900),
+        "closed before idle_timeout: {closed:?}"
+    );
+    assert_eq!(s.origin.requests(), 0);
+}
+
 #[test]
 fn a_keep_alive_connection_outlives_the_header_read_timeout_while_idle() {
     let s = setup();
