@@ -41,6 +41,10 @@ pub struct Reuse<'a> {
     /// Stores in use: a store with the same name and limits is kept as it
     /// is (with a state, its contents belong to the state, not the file).
     pub stores: Option<&'a tollgate_kvs::Stores>,
+    /// Log sinks in use: a sink the new configuration names again is kept
+    /// (and reopened), so that connections accepted before the reload and
+    /// after it write through the same, reopened, file.
+    pub loggers: Option<&'a [Logger]>,
 }
 
 /// One listener, loaded.
@@ -276,6 +280,7 @@ pub async fn load_with(
     }
 
     // Log sinks, shared by target so that lines never interleave.
+    let reuse_loggers = reuse.loggers;
     let mut loggers: HashMap<LogTarget, Logger> = HashMap::new();
     let mut logger_for = |c: &mut Collector<'_>, target: &LogTarget, context: &str| -> Logger {
         if let Some(l) = loggers.get(target) {
@@ -286,7 +291,14 @@ pub async fn load_with(
             LogTarget::Off => SinkSpec::Off,
             LogTarget::File(p) => SinkSpec::File(p.clone()),
         };
-        let logger = if open_logs {
+        let kept = reuse_loggers
+            .iter()
+            .flat_map(|l| l.iter())
+            .find(|l| l.spec() == &spec);
+        let logger = if let Some(kept) = kept.filter(|_| open_logs) {
+            kept.reopen();
+            Ok(kept.clone())
+        } else if open_logs {
             Logger::open(&spec)
         } else {
             // check: only make sure the directory exists.

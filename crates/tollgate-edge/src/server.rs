@@ -297,7 +297,7 @@ impl Reloader {
     pub async fn reload(&self, config: Config) -> Result<Vec<Problem>, ReloadError> {
         // One reload at a time: a second waits for the first to finish.
         let _one = self.reloading.lock().await;
-        let (old_listeners, runtime, state, stores) = {
+        let (old_listeners, runtime, state, stores, loggers) = {
             let current = self.current();
             (
                 self.slots
@@ -307,6 +307,7 @@ impl Reloader {
                 current.runtime.clone(),
                 current.state.clone(),
                 current.stores.clone(),
+                current.loggers.clone(),
             )
         };
         let new_listeners: Vec<(String, SocketAddr)> = config
@@ -335,6 +336,7 @@ impl Reloader {
             runtime: Some(&runtime),
             state: state.as_ref(),
             stores: Some(&stores),
+            loggers: Some(&loggers),
         };
         let reloads = &tollgate_metrics::metrics().reloads;
         let loaded = match load_with(config, true, reuse).await {
@@ -349,9 +351,13 @@ impl Reloader {
             slot.plan.store(plan.clone());
         }
         let mut current = self.current();
+        // Sinks the new configuration no longer names: written out (they
+        // close when the last connection holding them ends).
         let old = std::mem::replace(&mut current.loggers, loaded.loggers);
         for logger in old {
-            logger.flush();
+            if !current.loggers.iter().any(|l| l.spec() == logger.spec()) {
+                logger.flush();
+            }
         }
         current.runtime = loaded.runtime;
         current.stores = loaded.stores;

@@ -316,15 +316,26 @@ fn sighup_reopens_log_files_after_rotation() {
         &[b"http/1.1"],
     );
     request(proxy.addr, client.clone(), "/", &[]).ok_json();
-    proxy.connections(1);
+    // A keep-alive connection that spans the rotation.
+    let mut session = common::admin::Session::open(proxy.addr, client.clone());
+    assert_eq!(session.get(), 200);
+    proxy.connections(2);
+    proxy.accesses(2);
     let rotated = dir.path().join("connections.log.1");
+    let rotated_access = dir.path().join("access.log.1");
     std::fs::rename(&proxy.connection_log, &rotated).unwrap();
+    std::fs::rename(&proxy.access_log, &rotated_access).unwrap();
     proxy.signal("HUP");
     // The reopen happens before the next line is written.
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(300));
     request(proxy.addr, client, "/", &[]).ok_json();
+    // The connection accepted before the HUP logs to the new file too.
+    assert_eq!(session.try_get(), Some(200));
     assert_eq!(proxy.connections(1).len(), 1);
-    assert_eq!(read_records(&rotated).len(), 1);
+    assert_eq!(read_records(&rotated).len(), 2);
+    assert_eq!(proxy.accesses(2).len(), 2);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(read_records(&rotated_access).len(), 2);
 }
 
 fn tollgate(args: &[&str]) -> Output {
