@@ -144,14 +144,18 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let sockets = std::mem::take(&mut self.sockets);
         let mut acceptors = JoinSet::new();
-        let mut grace = Duration::ZERO;
         for (slot, socket) in self.slots.iter().zip(sockets) {
-            let plan = slot.plan.load();
-            grace = grace.max(plan.section.limits.shutdown_grace);
-            let cap = plan.section.limits.max_connections;
+            let cap = slot.plan.load().section.limits.max_connections;
             acceptors.spawn(accept_loop(slot.clone(), cap, socket, stop_rx.clone()));
         }
         shutdown.await;
+        // The plans in force now (a reload may have changed the grace).
+        let grace = self
+            .slots
+            .iter()
+            .map(|slot| slot.plan.load().section.limits.shutdown_grace)
+            .max()
+            .unwrap_or(Duration::ZERO);
         tracing::info!("shutting down: no new connections; in-flight requests have {grace:?}");
         let _ = stop_tx.send(true);
         let drain = async { while acceptors.join_next().await.is_some() {} };

@@ -268,6 +268,46 @@ fn sigterm_lets_in_flight_requests_finish() {
     assert_eq!(read_records(&proxy.access_log).len(), 1);
 }
 
+/// The grace period in force at SIGTERM is the one that counts, also when a
+/// reload changed it after the start.
+#[test]
+fn sigterm_uses_the_grace_period_of_the_current_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    pki.write(dir.path());
+    let origin = Origin::start(None);
+    let config = |grace: &str| {
+        config_for(
+            origin.addr,
+            REQUIRED,
+            &format!("[listener.limits]\nshutdown_grace = \"{grace}\""),
+        )
+    };
+    let mut proxy = Proxy::start(dir.path(), &config("100ms"));
+    // The same file with a longer grace, reloaded.
+    let text = std::fs::read_to_string(dir.path().join("tollgate.toml")).unwrap();
+    let longer = text.replace("shutdown_grace = \"100ms\"", "shutdown_grace = \"10s\"");
+    assert_ne!(text, longer);
+    write(dir.path(), "tollgate.toml", longer);
+    proxy.signal("HUP");
+    proxy.wait_for_stderr("configuration reloaded");
+    let addr = proxy.addr;
+    let client = client_config(
+        &pki.server_ca.pem(),
+        Some(&pki.client("slow")),
+        &[b"http/1.1"],
+    );
+    let slow = std::thread::spawn(move || request(addr, client, "/?delay=2500", &[]));
+    while origin.requests() == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    proxy.signal("TERM");
+    let seen = slow.join().unwrap();
+    assert!(matches!(seen, Seen::Http(200, _)), "{seen:?}");
+    let status = proxy.child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", proxy.stderr());
+}
+
 #[test]
 fn the_connection_cap_holds_new_connections_until_one_closes() {
     let dir = tempfile::tempdir().unwrap();
