@@ -12,8 +12,8 @@ use tollgate_log::{Logger, SinkSpec};
 use tollgate_proxy::Origin;
 use tollgate_state::{FunctionRecord, Stage, State};
 use tollgate_tls::{
-    ClientAuthMode, ClientAuthPolicy, ClientVerifier, CrlSet, ServerCertSpec, ServerCertificates,
-    TrustStore, TrustStoreLimits,
+    ClientAuthMode, ClientAuthPolicy, ClientVerifier, CrlError, CrlSet, ServerCertSpec,
+    ServerCertificates, TrustStore, TrustStoreLimits,
 };
 
 /// Everything loaded from a config, ready to bind.
@@ -386,10 +386,17 @@ pub async fn load_with(
                         for w in trust.warnings() {
                             c.warn(&trust_path, ctx("mtls.trust_store"), w);
                         }
-                        let crls = if m.crls.is_empty() {
-                            Ok(CrlSet::empty())
+                        // Each file on its own first, so that every bad one
+                        // is reported.
+                        let bad: Vec<CrlError> = m
+                            .crls
+                            .iter()
+                            .filter_map(|p| CrlSet::load(std::slice::from_ref(p), &trust).err())
+                            .collect();
+                        let crls = if bad.is_empty() {
+                            CrlSet::load(&m.crls, &trust).map_err(|e| vec![e])
                         } else {
-                            CrlSet::load(&m.crls, &trust)
+                            Err(bad)
                         };
                         if let Ok(crls) = &crls {
                             for w in crls.warnings() {
@@ -409,14 +416,24 @@ pub async fn load_with(
                                 advertise_ca_names: m.advertise_ca_names,
                                 max_chain_depth: m.max_chain_depth,
                             })),
-                            Err(e) => {
-                                c.config_error(ctx("mtls.crls"), e);
+                            Err(errors) => {
+                                for e in errors {
+                                    c.config_error(ctx("mtls.crls"), e);
+                                }
                                 None
                             }
                         }
                     }
                     Err(e) => {
                         c.error(&trust_path, ctx("mtls.trust_store"), e);
+                        // The CRLs cannot be checked against their CAs, but
+                        // files that are not CRLs at all are still reported.
+                        let unchecked = TrustStore::empty();
+                        for path in &m.crls {
+                            if let Err(e) = CrlSet::load(std::slice::from_ref(path), &unchecked) {
+                                c.config_error(ctx("mtls.crls"), e);
+                            }
+                        }
                         None
                     }
                 }

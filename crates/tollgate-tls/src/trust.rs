@@ -104,6 +104,9 @@ pub(crate) struct CaCert {
     /// The validity period, in Unix seconds.
     pub not_before: i64,
     pub not_after: i64,
+    /// 1-based entry and line in the bundle (0 when built from DER).
+    pub index: usize,
+    pub line: usize,
 }
 
 /// Root CAs (trust anchors) and intermediate CAs (used to build paths, as if the
@@ -240,6 +243,8 @@ impl TrustStore {
                 crl_sign,
                 not_before: cert.validity().not_before.timestamp(),
                 not_after: cert.validity().not_after.timestamp(),
+                index: block.index,
+                line: block.line,
                 der: der.clone(),
             };
             if self_signed {
@@ -277,8 +282,7 @@ impl TrustStore {
                 },
             });
         }
-        for (i, ca) in store.cas.iter().enumerate() {
-            let _ = i;
+        for ca in &store.cas {
             if !store
                 .anchors
                 .iter()
@@ -291,8 +295,8 @@ impl TrustStore {
             {
                 store.warnings.push(TrustStoreWarning {
                     source: source.to_owned(),
-                    index: 0,
-                    line: 0,
+                    index: ca.index,
+                    line: ca.line,
                     subject: ca.subject_text.clone(),
                     message: "intermediate whose issuer is not in the bundle; chains through it need the client to send its issuer".into(),
                 });
@@ -331,6 +335,8 @@ impl TrustStore {
                         .is_none_or(|ku| ku.value.crl_sign()),
                     not_before: cert.validity().not_before.timestamp(),
                     not_after: cert.validity().not_after.timestamp(),
+                    index: 0,
+                    line: 0,
                     der: der.clone(),
                 });
                 store

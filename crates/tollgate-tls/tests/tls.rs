@@ -39,6 +39,38 @@ fn unusable_bundle_entries_are_warnings_that_name_them() {
     );
 }
 
+/// An intermediate whose issuer is not in the bundle is a warning that names
+/// its entry and line like every other.
+#[test]
+fn an_orphan_intermediate_is_named_by_its_entry() {
+    let root = TestCa::root("Kept Root");
+    let other = TestCa::root("Absent Root");
+    let orphan = other.intermediate("Orphan Intermediate");
+    let bundle = format!(
+        "{}# issued by a root not in this file\n{}",
+        root.pem(),
+        orphan.pem()
+    );
+    let line = bundle
+        .lines()
+        .position(|l| l.starts_with("# issued by"))
+        .unwrap()
+        + 2;
+    let store =
+        TrustStore::from_pem(bundle.as_bytes(), "cas.pem", &TrustStoreLimits::default()).unwrap();
+    assert_eq!(store.len(), 2);
+    let warnings: Vec<String> = store.warnings().iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(&format!("cas.pem: entry 2 (line {line}")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[0].contains("CN=Orphan Intermediate"),
+        "{warnings:?}"
+    );
+}
+
 #[test]
 fn limits_and_broken_bundles_are_errors() {
     let root = TestCa::root("Root");

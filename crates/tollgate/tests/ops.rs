@@ -400,16 +400,30 @@ fn check_lists_every_problem_with_its_file_and_exits_non_zero() {
     );
     write(dir.path(), "bad.json", "{\"data\": [{\"key\": \"a\"}]}");
     write(dir.path(), "bad.wasm", "this is not wasm");
+    // Two CRL files that are not CRLs: reported although the trust store
+    // they would be checked against does not load.
+    write(dir.path(), "bad-1.crl", "not a CRL");
+    write(
+        dir.path(),
+        "bad-2.crl",
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    );
     let bad = config_for(
         "127.0.0.1:9".parse().unwrap(),
-        "mode = \"required\"\ntrust_store = \"bad-trust.pem\"",
+        "mode = \"required\"\ntrust_store = \"bad-trust.pem\"\ncrls = [\"bad-1.crl\", \"bad-2.crl\"]",
         "[listener.function]\nname = \"f\"\n[functions.f]\nwasm = \"bad.wasm\"\nkvs = [\"s\"]\n[kvs.s]\nimport = \"bad.json\"\n",
     );
     let path = write(dir.path(), "bad.toml", &bad);
     let o = tollgate(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = text(&o);
-    for file in ["bad-trust.pem", "bad.json", "bad.wasm"] {
+    for file in [
+        "bad-trust.pem",
+        "bad.json",
+        "bad.wasm",
+        "bad-1.crl",
+        "bad-2.crl",
+    ] {
         assert!(
             out.lines()
                 .any(|l| l.starts_with("error:") && l.contains(file)),
@@ -419,6 +433,24 @@ fn check_lists_every_problem_with_its_file_and_exits_non_zero() {
     // Serving the same config refuses to start.
     let o = tollgate(&["serve", "--config", path.to_str().unwrap()]);
     assert!(!o.status.success());
+
+    // With a good trust store, every bad CRL file is named, not just the first.
+    let bad = config_for(
+        "127.0.0.1:9".parse().unwrap(),
+        "mode = \"required\"\ntrust_store = \"trust.pem\"\ncrls = [\"bad-1.crl\", \"bad-2.crl\"]",
+        "",
+    );
+    let path = write(dir.path(), "bad-crls.toml", &bad);
+    let o = tollgate(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    for file in ["bad-1.crl", "bad-2.crl"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("error:") && l.contains(file)),
+            "{file} not named:\n{out}"
+        );
+    }
 }
 
 #[test]
