@@ -165,6 +165,9 @@ pub async fn load_with(
     };
 
     // Stores.
+    // What a state does not know yet is seeded into it only once the whole
+    // configuration has loaded: a refused load writes nothing.
+    let mut seeds = Seeds::default();
     let mut stores = tollgate_kvs::Stores::new();
     for (name, section) in &config.kvs {
         let mut limits = tollgate_kvs::Limits::default();
@@ -184,10 +187,14 @@ pub async fn load_with(
         let store = match (reuse.state, in_use) {
             (Some(_), Some(store)) => Ok(store),
             (Some(state), None) => state
-                .open_store(name, limits, section.import.as_deref())
+                .prepare_store(name, limits, section.import.as_deref())
                 .map(|(store, opened)| {
                     tracing::info!(store = %name, ?opened, "store opened from the state");
-                    Arc::new(store)
+                    let store = Arc::new(store);
+                    if opened != tollgate_state::Opened::FromState {
+                        seeds.stores.push(store.clone());
+                    }
+                    store
                 })
                 .map_err(|e| (state.path().to_owned(), e.to_string())),
             (None, _) => match &section.import {
@@ -236,7 +243,16 @@ pub async fn load_with(
             }
         }
         for name in names {
-            match live_function(state, &runtime, &stores, name, config.functions.get(name)).await {
+            match live_function(
+                state,
+                &runtime,
+                &stores,
+                name,
+                config.functions.get(name),
+                &mut seeds,
+            )
+            .await
+            {
                 Ok(Some(f)) => {
                     functions.insert(name.to_owned(), f);
                 }
@@ -535,6 +551,12 @@ pub async fn load_with(
         }
     }
 
+    if c.errors.is_empty()
+        && let Some(state) = reuse.state
+        && let Err(e) = seeds.commit(state)
+    {
+        c.error(state.path(), "state", e);
+    }
     if !c.errors.is_empty() {
         return Err(LoadFailure {
             errors: c.errors,
@@ -630,14 +652,43 @@ pub async fn compile_record(
         .map_err(|e| e.to_string())
 }
 
-/// The LIVE version of `name` from the state, seeding it (both stages) from
-/// `section` when the state does not know it. `Ok(None)`: neither has it.
+/// What a load would add to the state: written by [`Seeds::commit`] once the
+/// whole configuration has loaded.
+#[derive(Default)]
+struct Seeds {
+    /// Stores the state does not know, with their first contents.
+    stores: Vec<Arc<tollgate_kvs::Store>>,
+    /// Functions the state does not know: both stages and the module.
+    functions: Vec<(FunctionRecord, FunctionRecord, Vec<u8>)>,
+}
+
+impl Seeds {
+    fn commit(self, state: &Arc<State>) -> Result<(), String> {
+        for store in &self.stores {
+            state
+                .adopt_store(store)
+                .map_err(|e| format!("seeding store {}: {e}", store.name()))?;
+        }
+        for (dev, live, wasm) in &self.functions {
+            state
+                .put_functions(&[dev, live], Some((&dev.sha256, wasm)))
+                .map_err(|e| format!("seeding function {}: {e}", dev.name))?;
+            tracing::info!(function = %dev.name, "function seeded into the state from its wasm file");
+        }
+        Ok(())
+    }
+}
+
+/// The LIVE version of `name` from the state, or (when the state does not
+/// know it) compiled from `section`, with both stages added to `seeds`.
+/// `Ok(None)`: neither has it.
 async fn live_function(
     state: &Arc<State>,
     runtime: &Runtime,
     stores: &tollgate_kvs::Stores,
     name: &str,
     section: Option<&tollgate_config::FunctionSection>,
+    seeds: &mut Seeds,
 ) -> Result<Option<Function>, (Option<std::path::PathBuf>, String)> {
     let live = state
         .function(name, Stage::Live)
@@ -685,10 +736,7 @@ async fn live_function(
         etag: new_function_etag(),
         ..dev.clone()
     };
-    state
-        .put_functions(&[&dev, &live], Some((function.sha256(), &wasm)))
-        .map_err(|e| (None, e.to_string()))?;
-    tracing::info!(function = %name, "function seeded into the state from its wasm file");
+    seeds.functions.push((dev, live, wasm));
     Ok(Some(function))
 }
 

@@ -77,7 +77,8 @@ pub struct Store {
     write: Mutex<()>,
     created: SystemTime,
     salt: u64,
-    persist: Option<Arc<dyn Persist>>,
+    /// Set once: at construction, or when the store is made durable later.
+    persist: std::sync::OnceLock<Arc<dyn Persist>>,
     /// Overrides the overlay size that triggers a rebuild (tests).
     overlay_limit: Option<usize>,
 }
@@ -111,7 +112,7 @@ impl Store {
             write: Mutex::new(()),
             created,
             salt,
-            persist: None,
+            persist: std::sync::OnceLock::new(),
             overlay_limit: None,
         }
     }
@@ -126,9 +127,25 @@ impl Store {
 
     /// Writes to this store are made durable by `persist` before they are
     /// published.
-    pub fn with_persistence(mut self, persist: Arc<dyn Persist>) -> Store {
-        self.persist = Some(persist);
+    pub fn with_persistence(self, persist: Arc<dyn Persist>) -> Store {
+        let _ = self.persist.set(persist);
         self
+    }
+
+    /// Makes the current contents durable through `persist` (as a
+    /// replacement), and every later write with it. For a store built in
+    /// memory (e.g. seeded from an import file) that must reach the durable
+    /// state only once everything around it has loaded. Fails, changing
+    /// nothing, if `persist` refuses or the store already persists.
+    pub fn make_durable(&self, persist: Arc<dyn Persist>) -> Result<(), String> {
+        let _guard = self.lock();
+        if self.persist.get().is_some() {
+            return Err(format!("store {} is already durable", self.name));
+        }
+        let snapshot = self.current.load_full();
+        persist.persist(&self.name, Change::Replace(&snapshot), snapshot.meta())?;
+        let _ = self.persist.set(persist);
+        Ok(())
     }
 
     /// A store continuing from durable state: these entries, at this version
@@ -210,7 +227,7 @@ impl Store {
     ) -> Result<Arc<Snapshot>, String> {
         let version = self.current.load().meta().version + 1;
         let snapshot = Arc::new(make(version, etag(self.salt, version)));
-        if let Some(persist) = &self.persist {
+        if let Some(persist) = self.persist.get() {
             let change = match update {
                 None => Change::Replace(&snapshot),
                 Some((puts, deletes)) => Change::Update { puts, deletes },

@@ -92,6 +92,23 @@ impl State {
         limits: Limits,
         seed: Option<&Path>,
     ) -> Result<(Store, Opened), StateError> {
+        let (store, opened) = self.prepare_store(name, limits, seed)?;
+        if opened != Opened::FromState {
+            self.adopt_store(&store)?;
+        }
+        Ok((store, opened))
+    }
+
+    /// [`State::open_store`] in two steps, for a caller that may still give
+    /// up: a store the state knows comes back attached to it; a new one
+    /// (`Seeded` or `Empty`) comes back in memory only, and reaches the state
+    /// when it is passed to [`State::adopt_store`].
+    pub fn prepare_store(
+        self: &Arc<Self>,
+        name: &str,
+        limits: Limits,
+        seed: Option<&Path>,
+    ) -> Result<(Store, Opened), StateError> {
         let persist: Arc<dyn Persist> = self.clone();
         if let Some(meta) = self.kvs_meta(name)? {
             let entries = self.kvs_entries(name)?;
@@ -108,7 +125,7 @@ impl State {
             )?;
             return Ok((store.with_persistence(persist), Opened::FromState));
         }
-        let store = Store::new(name, limits).with_persistence(persist);
+        let store = Store::new(name, limits);
         match seed {
             None => Ok((store, Opened::Empty)),
             Some(path) => {
@@ -122,6 +139,15 @@ impl State {
                 Ok((store, Opened::Seeded))
             }
         }
+    }
+
+    /// Commits a store from [`State::prepare_store`] (its current contents)
+    /// and attaches it: from now on the state owns it.
+    pub fn adopt_store(self: &Arc<Self>, store: &Store) -> Result<(), StateError> {
+        let persist: Arc<dyn Persist> = self.clone();
+        store
+            .make_durable(persist)
+            .map_err(|e| StateError::Kvs(tollgate_kvs::ImportError::NotDurable(e)))
     }
 
     fn kvs_commit(&self, name: &str, change: Change<'_>, meta: &Meta) -> Result<(), StateError> {

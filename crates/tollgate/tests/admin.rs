@@ -436,6 +436,49 @@ fn reload_through_the_api_refuses_a_broken_config_and_keeps_serving() {
     assert!(metrics.contains("tollgate_reloads_total{what=\"config\",result=\"ok\"} 1"));
 }
 
+/// A reload that is refused writes nothing to the state: a new store is not
+/// seeded from its import file, a new function is not recorded. Both are
+/// seeded by the reload that succeeds, from the files as they are then.
+#[test]
+fn a_refused_reload_seeds_nothing_into_the_state() {
+    let s = admin_setup();
+    let proxy = start(&s, "");
+    let api = Api::of(&proxy);
+    let config = std::fs::read_to_string(s.path().join("tollgate.toml")).unwrap();
+    write(s.path(), "later.json", kvs_json([("FIRST", "1")]));
+    let grown = format!(
+        "{config}\n[kvs.later]\nimport = \"later.json\"\n\n[functions.spare]\nwasm = \"revocation.wasm\"\nkvs = [\"later\"]\n"
+    );
+
+    write(
+        s.path(),
+        "tollgate.toml",
+        grown.replace("trust.pem", "missing.pem"),
+    );
+    let r = api.call("POST", "/reload", &[], b"");
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(api.get("/kvs/later").status, 404);
+    assert_eq!(api.get("/functions/spare").status, 404);
+
+    write(s.path(), "later.json", kvs_json([("SECOND", "2")]));
+    write(s.path(), "tollgate.toml", &grown);
+    let r = api.call("POST", "/reload", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(api.get("/kvs/later/keys/SECOND").status, 200);
+    assert_eq!(api.get("/kvs/later/keys/FIRST").status, 404);
+    assert_eq!(api.get("/functions/spare?Stage=LIVE").status, 200);
+
+    // Seeded durably: a restart reads them back from the state.
+    drop(proxy);
+    write(s.path(), "later.json", kvs_json([("THIRD", "3")]));
+    // (Proxy::start writes its own [logs] section before the rest.)
+    let (_logs, body) = grown.split_once("\n\n").unwrap();
+    let proxy = Proxy::start(s.path(), body);
+    let api = Api::of(&proxy);
+    assert_eq!(api.get("/kvs/later/keys/SECOND").status, 200);
+    assert_eq!(api.get("/kvs/later/keys/THIRD").status, 404);
+}
+
 #[test]
 fn check_refuses_an_admin_api_without_a_token_or_off_loopback_without_tls() {
     let s = admin_setup();
