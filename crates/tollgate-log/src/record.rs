@@ -1,6 +1,5 @@
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// One connection attempt. Field names are CloudFront's connection-log names
 /// (reference §5), plus `serverPort`, `listener`, the function's duration and
@@ -65,7 +64,8 @@ pub struct AccessRecord {
     pub status: u16,
     /// Response body bytes sent to the client.
     pub bytes: u64,
-    /// Milliseconds from request head received to response head sent.
+    /// Milliseconds from the request head received to the response body's
+    /// last byte sent (or the exchange ending early).
     pub duration: f64,
     /// The origin's status, absent when the origin was not reached.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,16 +79,36 @@ pub struct AccessRecord {
 
 /// Now, as RFC 3339 UTC with milliseconds (`2026-11-22T15:43:11.123Z`).
 pub fn timestamp_now() -> String {
-    let now = OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-        .unwrap_or(now);
-    now.format(&Rfc3339).unwrap_or_default()
+    format_timestamp(OffsetDateTime::now_utc())
+}
+
+/// RFC 3339 UTC with exactly three fraction digits (`.100`, never `.1`), so
+/// that records sort as text in time order.
+pub fn format_timestamp(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::format_description::well_known::Rfc3339;
+
+    fn datetime(y: i32, mo: u8, d: u8, h: u8, mi: u8, s: u8, ms: u16) -> OffsetDateTime {
+        let date =
+            time::Date::from_calendar_date(y, time::Month::try_from(mo).unwrap(), d).unwrap();
+        let time = time::Time::from_hms_milli(h, mi, s, ms).unwrap();
+        time::PrimitiveDateTime::new(date, time).assume_utc()
+    }
 
     #[test]
     fn connection_record_uses_cloudfront_names() {
@@ -116,11 +136,23 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_are_rfc3339_millis() {
+    fn timestamps_are_rfc3339_with_three_fraction_digits() {
         let ts = timestamp_now();
-        assert!(ts.ends_with('Z'), "{ts}");
-        assert!(OffsetDateTime::parse(&ts, &Rfc3339).is_ok());
-        let frac = ts.rsplit('.').next().unwrap();
-        assert!(frac.len() <= 4, "{ts}");
+        assert!(OffsetDateTime::parse(&ts, &Rfc3339).is_ok(), "{ts}");
+        assert_eq!(ts.rsplit('.').next().unwrap().len(), 4, "{ts}");
+        let at = |ms: u16| {
+            let t = datetime(2026, 1, 2, 3, 4, 5, ms);
+            format_timestamp(t)
+        };
+        assert_eq!(at(0), "2026-01-02T03:04:05.000Z");
+        assert_eq!(at(700), "2026-01-02T03:04:05.700Z");
+        assert_eq!(at(120), "2026-01-02T03:04:05.120Z");
+        assert_eq!(at(7), "2026-01-02T03:04:05.007Z");
+        // Another offset is converted to UTC.
+        let plus_two = datetime(2026, 1, 2, 3, 4, 5, 999)
+            .to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
+        assert_eq!(format_timestamp(plus_two), "2026-01-02T03:04:05.999Z");
+        // And they sort as text in time order.
+        assert!(at(700) < at(710));
     }
 }

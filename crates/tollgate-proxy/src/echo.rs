@@ -2,6 +2,12 @@
 //! received (method, path, headers, and the client certificate the proxy
 //! presented, when served over TLS). Used by `tollgate demo` and the tests.
 //! `?delay=MS` in the query delays the answer.
+//!
+//! Headers appear twice in the JSON: `headers` is a map from lowercase name to
+//! value (for a name received more than once, the last value), and
+//! `headerList` is every header received as a `[name, value]` pair, duplicates
+//! included (names in the order they were first seen, each name's values in
+//! the order received), so a test can tell one value from several.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -76,11 +82,11 @@ where
                 .map(|p| p.to_string())
                 .unwrap_or_default();
             let mut headers = serde_json::Map::new();
+            let mut header_list = Vec::new();
             for (name, value) in req.headers() {
-                headers.insert(
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into(),
-                );
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                header_list.push(serde_json::json!([name.as_str(), value]));
+                headers.insert(name.as_str().to_owned(), value.into());
             }
             let body = req
                 .into_body()
@@ -92,6 +98,7 @@ where
                 "method": method,
                 "path": path,
                 "headers": headers,
+                "headerList": header_list,
                 "bodyBytes": body.len(),
                 "clientCertificatePresented": client_cert,
             });

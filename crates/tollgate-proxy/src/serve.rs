@@ -508,10 +508,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            if let Some(activity) = &self.activity {
-                activity.read();
-            }
+        if matches!(polled, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+            && let Some(activity) = &self.activity
+        {
+            activity.read();
         }
         polled
     }

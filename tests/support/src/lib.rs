@@ -50,6 +50,18 @@ impl TestCa {
         TestCa { issuer }
     }
 
+    /// A self-signed root valid from `from` to `to` days relative to now
+    /// (negative for the past): `root_valid_days("Old CA", -30, -1)` is expired.
+    pub fn root_valid_days(cn: &str, from: i64, to: i64) -> TestCa {
+        let mut params = ca_params(cn);
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now + Duration::days(from);
+        params.not_after = now + Duration::days(to);
+        let key = KeyPair::generate().expect("generate a key");
+        let issuer = CertifiedIssuer::self_signed(params, key).expect("self-sign a root");
+        TestCa { issuer }
+    }
+
     /// An intermediate CA signed by this one.
     pub fn intermediate(&self, cn: &str) -> TestCa {
         let key = KeyPair::generate().expect("generate a key");
@@ -198,6 +210,13 @@ impl ClientCert<'_> {
         let now = OffsetDateTime::now_utc();
         self.not_before = now + Duration::days(from);
         self.not_after = now + Duration::days(to);
+        self
+    }
+
+    /// Exact validity bounds (X.509 keeps whole seconds).
+    pub fn validity(mut self, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Self {
+        self.not_before = not_before;
+        self.not_after = not_after;
         self
     }
 
