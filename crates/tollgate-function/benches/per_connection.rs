@@ -7,7 +7,9 @@
 //! BENCH_FUNCTION=counter (the floor: one host call, then allow),
 //! BENCH_WASM=path (any other function), BENCH_COLD=1 (sweep 2 MiB of memory
 //! between calls, outside the timing, as a TLS handshake would between two
-//! connections: the figures then include the cache misses of a cold call),
+//! connections: the figures then include the cache misses of a cold call;
+//! BENCH_SWEEP_MB=N sweeps N MiB instead, BENCH_STRIDE=B touches one byte
+//! every B, e.g. 4096 to evict TLB entries more than cache lines),
 //! BENCH_REUSE=N (`max_calls_per_instance`, default 1: a fresh instance per
 //! call).
 
@@ -91,7 +93,11 @@ fn main() {
         None => tollgate_guests::REVOCATION_WASM.to_vec(),
     };
     let cold = std::env::var("BENCH_COLD").as_deref() == Ok("1");
-    let mut sweep = vec![0u8; if cold { 2 << 20 } else { 0 }];
+    // BENCH_SWEEP_MB=32 evicts this VM's L3 as well: the call then runs as
+    // it does inside a busy proxy (see PERFORMANCE.md).
+    let sweep_mb = env_usize("BENCH_SWEEP_MB", 2);
+    let stride = env_usize("BENCH_STRIDE", 64).max(1);
+    let mut sweep = vec![1u8; if cold { sweep_mb << 20 } else { 0 }];
     let t = Instant::now();
     let function = rt
         .block_on(runtime.load(FunctionSpec {
@@ -120,7 +126,7 @@ fn main() {
         for i in 0..calls {
             if cold {
                 let t = Instant::now();
-                for line in sweep.chunks_mut(64) {
+                for line in sweep.chunks_mut(stride) {
                     line[0] = line[0].wrapping_add(i as u8);
                 }
                 std::hint::black_box(&sweep);

@@ -10,7 +10,12 @@
 //! BENCH_ONLY=revocation ... # one variant (for profiling)
 //! BENCH_WASM=path ...       # another function in the revocation's place
 //! BENCH_REUSE=N ...         # [runtime] max_calls_per_instance = N (default 1)
+//! BENCH_PIN=1 ...           # servers share CPU 0, the client threads run on CPU 1
+//! BENCH_KEEP=1 ...          # keep the directory (configs, connection log)
 //! ```
+//!
+//! The summary ends with the function call's own duration inside the proxy,
+//! from the connection log's `functionDuration`.
 //!
 //! Every connection: TCP connect, TLS 1.3 full handshake with an ECDSA P-256
 //! client certificate (client resumption off; the servers offer none either),
@@ -210,6 +215,10 @@ max_store_bytes = 268435456
             }
         }
     }
+    let calls = function_durations(&d.join("connections.log"));
+    if std::env::var("BENCH_KEEP").as_deref() == Ok("1") {
+        println!("kept: {}", dir.keep().display());
+    }
     println!("\nsummary (all rounds): handshakes per server CPU-second");
     for (name, count, cpu) in &totals {
         println!("  {name:<34} {:>7.0}", count / cpu);
@@ -239,11 +248,35 @@ max_store_bytes = 268435456
             );
         }
     }
+    if !calls.is_empty() {
+        let at = |p: f64| calls[((calls.len() - 1) as f64 * p) as usize];
+        println!(
+            "  the function's call inside the proxy (functionDuration, {} calls): p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs",
+            calls.len(),
+            at(0.5),
+            at(0.9),
+            at(0.99)
+        );
+    }
+}
+
+/// Every `functionDuration` (µs, sorted) in the connection log: the call as
+/// the proxy timed it, in place, under this load.
+fn function_durations(log: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut out: Vec<f64> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|record| record["functionDuration"].as_f64())
+        .map(|ms| ms * 1000.0)
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out
 }
 
 /// Spawns `tollgate serve`; returns the child and its address.
 fn spawn_tollgate(dir: &Path, config: &str) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+    let mut child = server_command(env!("CARGO_BIN_EXE_tollgate"))
         .args(["serve", "--config"])
         .arg(dir.join(config))
         .stdin(Stdio::null())
@@ -256,7 +289,7 @@ fn spawn_tollgate(dir: &Path, config: &str) -> (Child, SocketAddr) {
 }
 
 fn spawn_bare(dir: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = server_command(std::env::current_exe().unwrap())
         .env("BENCH_ROLE", "bare-server")
         .env("BENCH_DIR", dir)
         .stdin(Stdio::null())
@@ -266,6 +299,37 @@ fn spawn_bare(dir: &Path) -> (Child, SocketAddr) {
         .unwrap();
     let addr = read_addr(&mut child, "bare: listening");
     (child, addr)
+}
+
+/// BENCH_PIN=1: every server on CPU 0 (through `taskset`, which execs the
+/// server in place: the child's pid is the server's).
+fn server_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if !pinned() {
+        return Command::new(program);
+    }
+    let mut command = Command::new("taskset");
+    command.args(["-c", "0"]).arg(program);
+    command
+}
+
+fn pinned() -> bool {
+    std::env::var("BENCH_PIN").as_deref() == Ok("1")
+}
+
+/// BENCH_PIN=1: the calling client thread on CPU 1, away from the servers.
+fn pin_client_thread() {
+    if !pinned() {
+        return;
+    }
+    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    let tid = link.file_name().expect("a thread id").to_owned();
+    let status = Command::new("taskset")
+        .args(["-p", "-c", "1"])
+        .arg(&tid)
+        .stdout(Stdio::null())
+        .status()
+        .expect("taskset");
+    assert!(status.success(), "taskset -p -c 1 {tid:?} failed");
 }
 
 fn read_addr(child: &mut Child, prefix: &str) -> SocketAddr {
@@ -318,6 +382,7 @@ fn load(
             let (stop, counts, addrs, config) =
                 (stop.clone(), counts.clone(), addrs.clone(), config.clone());
             std::thread::spawn(move || {
+                pin_client_thread();
                 let mut i = t as usize;
                 while !stop.load(Ordering::Relaxed) {
                     let k = i % addrs.len();
