@@ -133,15 +133,20 @@ where
                     }
                     // Closed for idleness but still open (an HTTP/2 client
                     // that never finishes a HEADERS block and ignores the
-                    // GOAWAY): dropped after one more header-read timeout.
+                    // GOAWAY): dropped after one more header-read timeout
+                    // with nothing in flight. A request that slipped in
+                    // before the GOAWAY took effect is answered first.
                     () = async {
                         match drop_at {
                             Some(at) => tokio::time::sleep_until(at).await,
                             None => std::future::pending().await,
                         }
                     } => {
-                        served.requests = activity.requests.load(Ordering::Relaxed);
-                        return Ok(served);
+                        if activity.in_flight.load(Ordering::Acquire) == 0 {
+                            served.requests = activity.requests.load(Ordering::Relaxed);
+                            return Ok(served);
+                        }
+                        drop_at = Some(tokio::time::Instant::now() + settings.header_read_timeout);
                     }
                 }
             }

@@ -648,6 +648,77 @@ fn an_http2_connection_with_only_pings_is_closed_as_idle() {
     assert_eq!(s.origin.requests(), 0);
 }
 
+/// A request that reaches an HTTP/2 connection after it was closed as idle
+/// (the client starts it right after the GOAWAY and never answers the
+/// shutdown PING) is answered before the connection is dropped.
+#[test]
+fn a_request_after_an_idle_goaway_is_answered_before_the_drop() {
+    use std::io::Read;
+    let s = setup();
+    let proxy = s.start(
+        REQUIRED,
+        "[listener.http]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"500ms\"",
+    );
+    let config = client_config(
+        &s.pki.server_ca.pem(),
+        Some(&s.pki.client("late")),
+        &[b"h2"],
+    );
+    let mut conn = rustls::ClientConnection::new(
+        config,
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut tcp = TcpStream::connect(proxy.addr).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    // Frames as (type, stream), until `until` matches or the connection ends.
+    let mut read_until = |stream: &mut rustls::Stream<'_, _, _>,
+                          until: &dyn Fn(u8, u32) -> bool| {
+        let mut header = [0u8; 9];
+        loop {
+            if stream.read_exact(&mut header).is_err() {
+                return false;
+            }
+            let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            if stream.read_exact(&mut payload).is_err() {
+                return false;
+            }
+            let id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+            if until(header[3], id) {
+                return true;
+            }
+        }
+    };
+    // Idle: the proxy sends GOAWAY (type 7).
+    assert!(read_until(&mut stream, &|t, _| t == 7), "no GOAWAY");
+    // A request anyway, on stream 1, which the origin answers 1 s later
+    // (HPACK: :method GET, :scheme https, :path /?delay=1000, :authority).
+    let path = b"/?delay=1000";
+    let mut block = vec![0x82, 0x87, 0x44, path.len() as u8];
+    block.extend_from_slice(path);
+    block.extend_from_slice(&[0x41, 9]);
+    block.extend_from_slice(b"localhost");
+    let mut frame = (block.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[0x01, 0x05, 0, 0, 0, 1]);
+    frame.extend_from_slice(&block);
+    stream.write_all(&frame).unwrap();
+    // Its response (HEADERS, type 1, on stream 1) arrives before the drop.
+    assert!(
+        read_until(&mut stream, &|t, id| t == 1 && id == 1),
+        "dropped with the request in flight"
+    );
+    assert_eq!(s.origin.requests(), 1);
+}
+
 #[test]
 fn a_keep_alive_connection_outlives_the_header_read_timeout_while_idle() {
     let s = setup();
