@@ -680,8 +680,7 @@ fn a_request_after_an_idle_goaway_is_answered_before_the_drop() {
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .unwrap();
     // Frames as (type, stream), until `until` matches or the connection ends.
-    let mut read_until = |stream: &mut rustls::Stream<'_, _, _>,
-                          until: &dyn Fn(u8, u32) -> bool| {
+    let read_until = |stream: &mut rustls::Stream<'_, _, _>, until: &dyn Fn(u8, u32) -> bool| {
         let mut header = [0u8; 9];
         loop {
             if stream.read_exact(&mut header).is_err() {
