@@ -367,7 +367,7 @@ fn sighup_reopens_log_files_after_rotation() {
     std::fs::rename(&proxy.access_log, &rotated_access).unwrap();
     proxy.signal("HUP");
     // The reopen happens before the next line is written.
-    std::thread::sleep(Duration::from_millis(300));
+    proxy.wait_for_stderr("configuration reloaded");
     request(proxy.addr, client, "/", &[]).ok_json();
     // The connection accepted before the HUP logs to the new file too.
     assert_eq!(session.try_get(), Some(200));
