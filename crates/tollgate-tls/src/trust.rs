@@ -114,6 +114,10 @@ pub(crate) struct CaCert {
 #[derive(Debug, Default)]
 pub struct TrustStore {
     pub(crate) anchors: Vec<TrustAnchor<'static>>,
+    /// Each anchor's validity period (Unix seconds), by position in
+    /// `anchors`: webpki's trust anchors carry no dates, and a CA outside its
+    /// validity is no more trusted at verification than at load.
+    pub(crate) anchor_windows: Vec<(i64, i64)>,
     pub(crate) intermediates: Vec<CertificateDer<'static>>,
     pub(crate) cas: Vec<CaCert>,
     pub(crate) names: Vec<DistinguishedName>,
@@ -249,7 +253,10 @@ impl TrustStore {
             };
             if self_signed {
                 match webpki::anchor_from_trusted_cert(&der) {
-                    Ok(anchor) => store.anchors.push(anchor.to_owned()),
+                    Ok(anchor) => {
+                        store.anchors.push(anchor.to_owned());
+                        store.anchor_windows.push((ca.not_before, ca.not_after));
+                    }
                     Err(e) => {
                         warn(
                             &ca.subject_text,
@@ -320,6 +327,16 @@ impl TrustStore {
                     .map_err(|e| format!("anchor {i}: {e:?}"))?
                     .to_owned();
                 store.anchors.push(anchor);
+                store.anchor_windows.push(
+                    X509Certificate::from_der(&der)
+                        .map(|(_, c)| {
+                            (
+                                c.validity().not_before.timestamp(),
+                                c.validity().not_after.timestamp(),
+                            )
+                        })
+                        .unwrap_or((i64::MIN, i64::MAX)),
+                );
             } else {
                 store.intermediates.push(der.clone());
             }

@@ -248,7 +248,11 @@ impl ClientVerifier {
                 // when every certificate offered was valid. Signatures, trust,
                 // EKU, depth and revocation are all checked again.
                 let mut result = Err(e);
-                for at in candidate_times(end_entity, &all, now) {
+                // Moments inside the dates of the offered certificates and of
+                // the trust store's CAs (anchors included).
+                let mut dated = all.clone();
+                dated.extend(self.policy.trust.cas.iter().map(|c| c.der.clone()));
+                for at in candidate_times(end_entity, &dated, now) {
                     match self.verify_at(&cert, &all, at, usage) {
                         Ok(depth) => {
                             result = Ok(depth);
@@ -314,7 +318,34 @@ impl ClientVerifier {
     ) -> Result<usize, VerifyFailure> {
         let max = self.policy.max_chain_depth;
         let crls = &self.policy.crls;
+        let trust = &self.policy.trust;
+        let at_secs = i64::try_from(at.as_secs()).unwrap_or(i64::MAX);
         let check = |path: &VerifiedPath<'_>| -> Result<(), webpki::Error> {
+            // The anchor's own dates (webpki checks every other certificate's).
+            if let Some(&(not_before, not_after)) = trust
+                .anchors
+                .iter()
+                .position(|a| std::ptr::eq(a, path.anchor()))
+                .and_then(|i| trust.anchor_windows.get(i))
+            {
+                let unix = |t: i64| {
+                    UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                        u64::try_from(t).unwrap_or(0),
+                    ))
+                };
+                if at_secs > not_after {
+                    return Err(webpki::Error::CertExpired {
+                        time: at,
+                        not_after: unix(not_after),
+                    });
+                }
+                if at_secs < not_before {
+                    return Err(webpki::Error::CertNotValidYet {
+                        time: at,
+                        not_before: unix(not_before),
+                    });
+                }
+            }
             let inters: Vec<_> = path.intermediate_certificates().collect();
             if inters.len() + 2 > max {
                 return Err(webpki::Error::MaximumPathDepthExceeded);

@@ -292,6 +292,52 @@ fn expiry_ignored_is_the_verifiers_answer_for_its_path() {
         verifier(false).expiry_ignored(&der(&early_leaf), &[], now),
         Ok(false)
     );
+    // A root that expires before its intermediate: after its notAfter it no
+    // longer anchors a path (as it would not load), unless expiry is ignored.
+    let short_root = TestCa::root_valid_days("Short Root", -1, 3000);
+    let long_inter = short_root.intermediate("Long Intermediate");
+    let leaf2 = long_inter
+        .client("outlives-root")
+        .valid_days(-1, 5000)
+        .build();
+    let trust2 = Arc::new(
+        TrustStore::from_pem(
+            short_root.pem().as_bytes(),
+            "short.pem",
+            &TrustStoreLimits::default(),
+        )
+        .unwrap(),
+    );
+    let short = |ignore_expiry: bool| {
+        ClientVerifier::new(ClientAuthPolicy {
+            mode: ClientAuthMode::Required,
+            trust: trust2.clone(),
+            crls: Arc::new(CrlSet::empty()),
+            ignore_expiry,
+            advertise_ca_names: false,
+            max_chain_depth: 4,
+        })
+    };
+    let after_root = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        now.as_secs() + 3200 * 86_400,
+    ));
+    let offered2 = [CertificateDer::from(long_inter.der())];
+    assert!(
+        short(false)
+            .verify_chain(&der(&leaf2), &offered2, now, Usage::ClientAuth)
+            .is_ok()
+    );
+    assert_eq!(
+        short(false)
+            .verify_chain(&der(&leaf2), &offered2, after_root, Usage::ClientAuth)
+            .err(),
+        Some(VerifyFailure::Expired)
+    );
+    assert_eq!(
+        short(true).expiry_ignored(&der(&leaf2), &offered2, after_root),
+        Ok(true)
+    );
+
     // A chain that does not verify is an error, not an answer.
     let stranger = TestCa::root("Stranger")
         .client("x")
