@@ -312,10 +312,20 @@ pub async fn load_with(
             .flat_map(|l| l.iter())
             .find(|l| l.spec() == &spec);
         let logger = if let Some(kept) = kept.filter(|_| open_logs) {
-            kept.reopen();
-            Ok(kept.clone())
+            // Kept, but the file must still open (as for a new sink): a
+            // reload naming a path that can no longer be written is refused.
+            match target {
+                LogTarget::File(path) => std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map(|_| kept.clone())
+                    .map_err(|e| format!("cannot open log file {}: {e}", path.display())),
+                _ => Ok(kept.clone()),
+            }
+            .inspect(|kept| kept.reopen())
         } else if open_logs {
-            Logger::open(&spec)
+            Logger::open(&spec).map_err(|e| e.to_string())
         } else {
             // check: only make sure the directory exists.
             if let LogTarget::File(p) = target
@@ -328,7 +338,7 @@ pub async fn load_with(
                     format!("log directory {} does not exist", dir.display()),
                 );
             }
-            Logger::open(&SinkSpec::Off)
+            Logger::open(&SinkSpec::Off).map_err(|e| e.to_string())
         };
         match logger {
             Ok(l) => {

@@ -378,6 +378,38 @@ fn sighup_reopens_log_files_after_rotation() {
     assert_eq!(read_records(&rotated_access).len(), 2);
 }
 
+/// A reload whose log file can no longer be opened is refused, also when the
+/// sink is the one already in use.
+#[test]
+fn a_reload_whose_log_file_cannot_be_opened_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    pki.write(dir.path());
+    let origin = Origin::start(None);
+    let proxy = Proxy::start(dir.path(), &config_for(origin.addr, REQUIRED, ""));
+    let client = client_config(
+        &pki.server_ca.pem(),
+        Some(&pki.client("logged")),
+        &[b"http/1.1"],
+    );
+    request(proxy.addr, client.clone(), "/", &[]).ok_json();
+    proxy.connections(1);
+    // The log path becomes a directory.
+    std::fs::rename(&proxy.connection_log, dir.path().join("moved.log")).unwrap();
+    std::fs::create_dir(&proxy.connection_log).unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_stderr("reload refused");
+    assert!(
+        proxy.stderr().contains("connections.log"),
+        "{}",
+        proxy.stderr()
+    );
+    assert!(!proxy.stderr().contains("configuration reloaded"));
+    // Still serving, logging through the file it had.
+    request(proxy.addr, client, "/", &[]).ok_json();
+    wait_records(&dir.path().join("moved.log"), 2);
+}
+
 fn tollgate(args: &[&str]) -> Output {
     run(Command::new(env!("CARGO_BIN_EXE_tollgate")).args(args))
 }
