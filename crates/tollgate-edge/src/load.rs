@@ -673,16 +673,21 @@ struct Seeds {
 }
 
 impl Seeds {
+    /// All seeds in one transaction (nothing is written if any fails).
     fn commit(self, state: &Arc<State>) -> Result<(), String> {
-        for store in &self.stores {
-            state
-                .adopt_store(store)
-                .map_err(|e| format!("seeding store {}: {e}", store.name()))?;
+        if self.stores.is_empty() && self.functions.is_empty() {
+            return Ok(());
         }
-        for (dev, live, wasm) in &self.functions {
-            state
-                .put_functions(&[dev, live], Some((&dev.sha256, wasm)))
-                .map_err(|e| format!("seeding function {}: {e}", dev.name))?;
+        let stores: Vec<&tollgate_kvs::Store> = self.stores.iter().map(|s| &**s).collect();
+        let functions: Vec<_> = self
+            .functions
+            .iter()
+            .map(|(dev, live, wasm)| (dev, live, wasm.as_slice()))
+            .collect();
+        state
+            .seed(&stores, &functions)
+            .map_err(|e| format!("seeding the state: {e}"))?;
+        for (dev, _, _) in &self.functions {
             tracing::info!(function = %dev.name, "function seeded into the state from its wasm file");
         }
         Ok(())

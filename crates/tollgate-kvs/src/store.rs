@@ -148,6 +148,16 @@ impl Store {
         Ok(())
     }
 
+    /// Attaches `persist` to a store whose current contents the caller has
+    /// already made durable (e.g. in one transaction with other records):
+    /// later writes go through it. Fails if the store already persists.
+    pub fn attach_persistence(&self, persist: Arc<dyn Persist>) -> Result<(), String> {
+        let _guard = self.lock();
+        self.persist
+            .set(persist)
+            .map_err(|_| format!("store {} is already durable", self.name))
+    }
+
     /// A store continuing from durable state: these entries, at this version
     /// and ETag. Entries are checked against the limits like an import.
     pub fn restore<'a>(

@@ -139,6 +139,56 @@ impl State {
         Ok(())
     }
 
+    /// What a successful load adds to the state, in one transaction: each
+    /// new store's current contents (then attached, so later writes persist)
+    /// and each new function's two stages with its code. All or nothing: if
+    /// any function has meanwhile got a record in the state (an upload during
+    /// the load), nothing is written and the error says which.
+    pub fn seed(
+        self: &std::sync::Arc<Self>,
+        stores: &[&tollgate_kvs::Store],
+        functions: &[(&FunctionRecord, &FunctionRecord, &[u8])],
+    ) -> Result<(), StateError> {
+        let txn = self.db.begin_write()?;
+        for store in stores {
+            let snapshot = store.snapshot();
+            crate::kvs::write_kvs(
+                &txn,
+                store.name(),
+                tollgate_kvs::Change::Replace(&snapshot),
+                snapshot.meta(),
+            )?;
+        }
+        {
+            let mut table = txn.open_table(RECORDS)?;
+            let mut code_table = txn.open_table(CODE)?;
+            for (dev, live, code) in functions {
+                for stage in [Stage::Development, Stage::Live] {
+                    if table.get(key(&dev.name, stage).as_str())?.is_some() {
+                        return Err(StateError::Conflict(format!(
+                            "functions[{}] was created in the state while the configuration was loading; load again",
+                            dev.name
+                        )));
+                    }
+                }
+                for record in [dev, live] {
+                    let raw = serde_json::to_vec(record)
+                        .map_err(|e| corrupt(format!("functions[{}]", record.name), e))?;
+                    table.insert(key(&record.name, record.stage).as_str(), raw.as_slice())?;
+                }
+                code_table.insert(dev.sha256.as_str(), *code)?;
+            }
+        }
+        txn.commit()?;
+        for store in stores {
+            let persist: std::sync::Arc<dyn tollgate_kvs::Persist> = self.clone();
+            store
+                .attach_persistence(persist)
+                .map_err(|e| corrupt(format!("kvs {}", store.name()), e))?;
+        }
+        Ok(())
+    }
+
     /// Deletes both stages of a function (and code no other record uses).
     /// Returns whether there was anything to delete.
     pub fn delete_function(&self, name: &str) -> Result<bool, StateError> {

@@ -152,35 +152,44 @@ impl State {
 
     fn kvs_commit(&self, name: &str, change: Change<'_>, meta: &Meta) -> Result<(), StateError> {
         let txn = self.db.begin_write()?;
-        {
-            let table_name = data_table(name);
-            let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&table_name);
-            match change {
-                Change::Replace(snapshot) => {
-                    txn.delete_table(def)?;
-                    let mut table = txn.open_table(def)?;
-                    for (k, v) in snapshot.iter() {
-                        table.insert(k, v)?;
-                    }
-                }
-                Change::Update { puts, deletes } => {
-                    let mut table = txn.open_table(def)?;
-                    for (k, v) in puts {
-                        table.insert(k.as_str(), v.as_slice())?;
-                    }
-                    for k in deletes {
-                        table.remove(k.as_str())?;
-                    }
-                }
-            }
-            let mut metas = txn.open_table(META)?;
-            let raw = serde_json::to_vec(&KvsMeta::of(meta))
-                .map_err(|e| corrupt(format!("kvs_meta[{name}]"), e))?;
-            metas.insert(name, raw.as_slice())?;
-        }
+        write_kvs(&txn, name, change, meta)?;
         txn.commit()?;
         Ok(())
     }
+}
+
+/// One store's change and its meta, inside `txn`.
+pub(crate) fn write_kvs(
+    txn: &redb::WriteTransaction,
+    name: &str,
+    change: Change<'_>,
+    meta: &Meta,
+) -> Result<(), StateError> {
+    let table_name = data_table(name);
+    let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&table_name);
+    match change {
+        Change::Replace(snapshot) => {
+            txn.delete_table(def)?;
+            let mut table = txn.open_table(def)?;
+            for (k, v) in snapshot.iter() {
+                table.insert(k, v)?;
+            }
+        }
+        Change::Update { puts, deletes } => {
+            let mut table = txn.open_table(def)?;
+            for (k, v) in puts {
+                table.insert(k.as_str(), v.as_slice())?;
+            }
+            for k in deletes {
+                table.remove(k.as_str())?;
+            }
+        }
+    }
+    let mut metas = txn.open_table(META)?;
+    let raw = serde_json::to_vec(&KvsMeta::of(meta))
+        .map_err(|e| corrupt(format!("kvs_meta[{name}]"), e))?;
+    metas.insert(name, raw.as_slice())?;
+    Ok(())
 }
 
 impl Persist for State {

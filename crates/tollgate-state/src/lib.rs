@@ -46,6 +46,9 @@ pub enum StateError {
     Corrupt { what: String, message: String },
     #[error("{0}")]
     Kvs(#[from] tollgate_kvs::ImportError),
+    /// Another writer got there first (nothing was written).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<redb::Error> for StateError {

@@ -163,3 +163,68 @@ fn a_second_process_cannot_open_the_same_state() {
     let second = State::open(dir.path());
     assert!(second.is_err());
 }
+
+/// Seeding is one transaction: a function that got a record in the meantime
+/// makes the whole seed fail, the store included; a seed that succeeds is
+/// durable and the store's later writes persist.
+#[test]
+fn a_seed_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.json");
+    std::fs::write(&seed, r#"{"data":[{"key":"a","value":"1"}]}"#).unwrap();
+    let state = Arc::new(State::open(&dir.path().join("state")).unwrap());
+
+    // Someone uploaded "f" while the load was compiling its file version.
+    let theirs = record("f", Stage::Development, "ccc", "E9");
+    state
+        .put_functions(&[&theirs], Some(("ccc", b"theirs")))
+        .unwrap();
+    let (store, opened) = state
+        .prepare_store("revoked", Limits::default(), Some(&seed))
+        .unwrap();
+    assert_eq!(opened, Opened::Seeded);
+    let dev = record("f", Stage::Development, "aaa", "E1");
+    let live = record("f", Stage::Live, "aaa", "E2");
+    let err = state
+        .seed(&[&store], &[(&dev, &live, b"mine".as_slice())])
+        .unwrap_err();
+    assert!(err.to_string().contains("functions[f]"), "{err}");
+    // Nothing was written: theirs is intact, the store is still unknown.
+    assert_eq!(
+        state.function("f", Stage::Development).unwrap(),
+        Some(theirs)
+    );
+    assert_eq!(state.function("f", Stage::Live).unwrap(), None);
+    assert_eq!(state.function_code("aaa").unwrap(), None);
+    let (_, opened) = state
+        .prepare_store("revoked", Limits::default(), None)
+        .unwrap();
+    assert_eq!(opened, Opened::Empty);
+
+    // A seed without the conflict lands, store and function together.
+    let (store, _) = state
+        .prepare_store("revoked", Limits::default(), Some(&seed))
+        .unwrap();
+    let g_dev = record("g", Stage::Development, "bbb", "E3");
+    let g_live = record("g", Stage::Live, "bbb", "E4");
+    state
+        .seed(&[&store], &[(&g_dev, &g_live, b"code".as_slice())])
+        .unwrap();
+    let etag = store.snapshot().meta().etag.clone();
+    store.update(&etag, vec![kv("b", "2")], vec![]).unwrap();
+    drop(store);
+    drop(state);
+
+    let state = Arc::new(State::open(&dir.path().join("state")).unwrap());
+    let (store, opened) = state
+        .prepare_store("revoked", Limits::default(), Some(&seed))
+        .unwrap();
+    assert_eq!(opened, Opened::FromState);
+    assert_eq!(store.snapshot().get("a"), Some(&b"1"[..]));
+    assert_eq!(store.snapshot().get("b"), Some(&b"2"[..]));
+    assert_eq!(state.function("g", Stage::Live).unwrap(), Some(g_live));
+    assert_eq!(
+        state.function_code("bbb").unwrap().as_deref(),
+        Some(&b"code"[..])
+    );
+}
