@@ -95,10 +95,14 @@ impl HostState {
     }
 
     /// Whether the instance may serve another call: it was not stopped for
-    /// time and holds no handle of this call (the connection object, its
-    /// certificates, stores, streams).
+    /// time, did not run into its memory or table limit, and holds no handle
+    /// of this call (the connection object, its certificates, stores,
+    /// streams).
     pub fn reusable(&self) -> bool {
-        !self.timed_out && self.table.is_empty()
+        !self.timed_out
+            && !self.limiter.memory_exhausted
+            && !self.limiter.table_exhausted
+            && self.table.is_empty()
     }
 
     /// Ends the call's hold on its connection object (the guest only
@@ -615,5 +619,39 @@ impl log::Host for HostState {
         };
         self.output.lock().console(level, text)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(memory_exhausted: bool, table_exhausted: bool) -> HostState {
+        let limiter = Limiter {
+            memory_bytes: 1 << 20,
+            table_elements: 100,
+            instances: 1,
+            tables: 1,
+            memories: 1,
+            memory_exhausted,
+            table_exhausted,
+        };
+        HostState::new(
+            std::time::Duration::ZERO,
+            Arc::new(ConnectionInfo::for_test()),
+            crate::StoreSet::new([]),
+            SharedOutput::new(1024),
+            limiter,
+        )
+    }
+
+    #[test]
+    fn an_instance_that_hit_a_limit_is_not_reused() {
+        assert!(state(false, false).reusable());
+        assert!(!state(true, false).reusable());
+        assert!(!state(false, true).reusable());
+        let mut timed_out = state(false, false);
+        timed_out.timed_out = true;
+        assert!(!timed_out.reusable());
     }
 }

@@ -36,7 +36,7 @@ mod wasi_io;
 pub use connection::{
     CertFields, CertSource, ConnectionInfo, ConnectionJsonError, new_connection_id,
 };
-pub use limits::{Limits, MAX_CUSTOM_DATA_BYTES};
+pub use limits::{Limits, MAX_CUSTOM_DATA_BYTES, MAX_REASON_BYTES};
 pub use outcome::{Decision, ErrorKind, FunctionError, Outcome};
 pub use output::{ConsoleLevel, ConsoleLine};
 pub use runtime::{

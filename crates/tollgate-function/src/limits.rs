@@ -39,6 +39,11 @@ pub struct Limits {
 /// The most custom log data kept per connection (`connectionLogCustomData`).
 pub const MAX_CUSTOM_DATA_BYTES: usize = 800;
 
+/// The most of a deny reason or a function's error message kept (they go to
+/// the connection log's `reason`); longer ones are cut at a character
+/// boundary and end with `…`.
+pub const MAX_REASON_BYTES: usize = 1024;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

@@ -79,7 +79,9 @@ impl Output {
         level: ConsoleLevel,
         text: String,
     ) -> Result<(), OutputLimitExceeded> {
-        self.charge(text.len())?;
+        // A line costs its text and one byte more (as its newline would on
+        // stdout): empty lines are not free.
+        self.charge(text.len() + 1)?;
         self.console.push(ConsoleLine { level, text });
         Ok(())
     }
@@ -126,6 +128,19 @@ impl Output {
 }
 
 /// Cuts `text` to at most `max` bytes at a character boundary.
+/// A guest's deny reason or error message, as the connection log keeps it:
+/// at most [`crate::MAX_REASON_BYTES`], cut at a character boundary and
+/// ending with `…` when cut.
+pub(crate) fn bound_reason(text: String) -> String {
+    let max = crate::MAX_REASON_BYTES;
+    if text.len() <= max {
+        return text;
+    }
+    let mut cut = truncate_utf8(text, max - '…'.len_utf8());
+    cut.push('…');
+    cut
+}
+
 pub fn truncate_utf8(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;
@@ -248,6 +263,29 @@ impl tokio::io::AsyncWrite for GuestStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_are_bounded_at_a_character_boundary() {
+        assert_eq!(bound_reason("revoked".into()), "revoked");
+        let exact = "a".repeat(crate::MAX_REASON_BYTES);
+        assert_eq!(bound_reason(exact.clone()), exact);
+        let long = "é".repeat(crate::MAX_REASON_BYTES);
+        let cut = bound_reason(long);
+        assert!(cut.len() <= crate::MAX_REASON_BYTES, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(cut.trim_end_matches('…').chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn every_console_line_costs_at_least_a_byte() {
+        let mut out = Output::new(10);
+        for _ in 0..10 {
+            out.console(ConsoleLevel::Info, String::new()).unwrap();
+        }
+        assert!(out.console(ConsoleLevel::Info, String::new()).is_err());
+        assert!(out.exceeded);
+        assert_eq!(out.console.len(), 10);
+    }
 
     #[test]
     fn truncation_keeps_char_boundaries() {

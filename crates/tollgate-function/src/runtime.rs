@@ -1004,15 +1004,19 @@ impl Function {
         let output_exceeded = out.exceeded;
         drop(out);
 
+        // The guest's own strings go to the connection log: bounded.
+        let bounded = crate::output::bound_reason;
         let (decision, reason, error) = match result {
             Ok(Ok(crate::host::types::Decision::Allow)) => (Decision::Allow, None, None),
-            Ok(Ok(crate::host::types::Decision::Deny(reason))) => (Decision::Deny, reason, None),
+            Ok(Ok(crate::host::types::Decision::Deny(reason))) => {
+                (Decision::Deny, reason.map(bounded), None)
+            }
             Ok(Err(message)) => (
                 Decision::Deny,
                 None,
                 Some(FunctionError {
                     kind: ErrorKind::FunctionError,
-                    message,
+                    message: bounded(message),
                 }),
             ),
             Err(e) => {
