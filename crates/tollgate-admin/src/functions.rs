@@ -192,6 +192,9 @@ pub async fn put(
         ));
     }
     let settings = settings(query)?;
+    // From the If-Match check to the commit: two uploads with the same ETag
+    // must not both succeed, nor an upload revive a function being deleted.
+    let _held = reloader.change_lock().await;
     let existing = state.function(name, Stage::Development).map_err(internal)?;
     match (&existing, headers.contains_key(http::header::IF_MATCH)) {
         (Some(current), _) => precondition(&if_match(headers)?, &current.etag)?,

@@ -205,6 +205,11 @@ where
     F: FnOnce(&Store) -> Result<Arc<Snapshot>, UpdateError> + Send + 'static,
 {
     let name = store.name().to_owned();
+    // Writes and reloads take turns: a reload that rebuilds this store (its
+    // limits changed) must not install a copy read before an acknowledged
+    // write. The store is looked up again under the lock.
+    let held = reloader.change_lock().await;
+    let store = self::store(reloader, &name)?;
     let result = tokio::task::spawn_blocking(move || f(&store))
         .await
         .map_err(|e| {
@@ -214,6 +219,7 @@ where
                 format!("the write task failed: {e}"),
             )
         })?;
+    drop(held);
     let reloads = &tollgate_metrics::metrics().reloads;
     match result {
         Ok(snap) => {

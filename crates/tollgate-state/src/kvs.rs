@@ -51,35 +51,25 @@ impl State {
     /// The committed meta of a store, if the state has it.
     pub fn kvs_meta(&self, name: &str) -> Result<Option<KvsMeta>, StateError> {
         let txn = self.db.begin_read()?;
-        let table = match txn.open_table(META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(raw) = table.get(name)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(raw.value())
-            .map(Some)
-            .map_err(|e| corrupt(format!("kvs_meta[{name}]"), e))
+        read_meta(&txn, name)
     }
 
     /// Every committed entry of a store, in key order.
     pub fn kvs_entries(&self, name: &str) -> Result<Vec<(String, Vec<u8>)>, StateError> {
         let txn = self.db.begin_read()?;
-        let table_name = data_table(name);
-        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&table_name);
-        let table = match txn.open_table(def) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
+        read_entries(&txn, name)
+    }
+
+    /// A store's meta and entries as of one commit (`None`: not in the state).
+    fn kvs_read(
+        &self,
+        name: &str,
+    ) -> Result<Option<(KvsMeta, Vec<(String, Vec<u8>)>)>, StateError> {
+        let txn = self.db.begin_read()?;
+        let Some(meta) = read_meta(&txn, name)? else {
+            return Ok(None);
         };
-        let mut out = Vec::with_capacity(usize::try_from(table.len()?).unwrap_or(0));
-        for item in table.iter()? {
-            let (k, v) = item?;
-            out.push((k.value().to_owned(), v.value().to_vec()));
-        }
-        Ok(out)
+        Ok(Some((meta, read_entries(&txn, name)?)))
     }
 
     /// The store `name` with its durable contents, attached to this state so
@@ -110,8 +100,7 @@ impl State {
         seed: Option<&Path>,
     ) -> Result<(Store, Opened), StateError> {
         let persist: Arc<dyn Persist> = self.clone();
-        if let Some(meta) = self.kvs_meta(name)? {
-            let entries = self.kvs_entries(name)?;
+        if let Some((meta, entries)) = self.kvs_read(name)? {
             let store = Store::restore(
                 name,
                 limits,
@@ -190,6 +179,39 @@ pub(crate) fn write_kvs(
         .map_err(|e| corrupt(format!("kvs_meta[{name}]"), e))?;
     metas.insert(name, raw.as_slice())?;
     Ok(())
+}
+
+fn read_meta(txn: &redb::ReadTransaction, name: &str) -> Result<Option<KvsMeta>, StateError> {
+    let table = match txn.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(raw) = table.get(name)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(raw.value())
+        .map(Some)
+        .map_err(|e| corrupt(format!("kvs_meta[{name}]"), e))
+}
+
+fn read_entries(
+    txn: &redb::ReadTransaction,
+    name: &str,
+) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+    let table_name = data_table(name);
+    let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&table_name);
+    let table = match txn.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::with_capacity(usize::try_from(table.len()?).unwrap_or(0));
+    for item in table.iter()? {
+        let (k, v) = item?;
+        out.push((k.value().to_owned(), v.value().to_vec()));
+    }
+    Ok(out)
 }
 
 impl Persist for State {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::admin::*;
@@ -477,6 +478,40 @@ fn a_refused_reload_seeds_nothing_into_the_state() {
     let api = Api::of(&proxy);
     assert_eq!(api.get("/kvs/later/keys/SECOND").status, 200);
     assert_eq!(api.get("/kvs/later/keys/THIRD").status, 404);
+}
+
+/// Two uploads with the same If-Match at once: one wins, the other is told
+/// its ETag is stale (no lost update); two creations at once: one is created.
+#[test]
+fn concurrent_uploads_do_not_lose_an_update() {
+    let s = admin_setup();
+    let proxy = start(&s, "");
+    let addr = Api::of(&proxy).addr;
+    let race = |etag: Option<String>| {
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let uploads: Vec<_> = (0..2)
+            .map(|_| {
+                let (barrier, etag) = (barrier.clone(), etag.clone());
+                std::thread::spawn(move || {
+                    let api = Api { addr };
+                    barrier.wait();
+                    api.upload("/functions/raced", etag.as_deref(), guests::REVOCATION_WASM)
+                        .status
+                })
+            })
+            .collect();
+        let mut statuses: Vec<u16> = uploads.into_iter().map(|t| t.join().unwrap()).collect();
+        statuses.sort();
+        statuses
+    };
+    // The loser finds a function to update and no If-Match: 428.
+    assert_eq!(race(None), vec![201, 428]);
+    let api = Api::of(&proxy);
+    let etag = api.get("/functions/raced").json()["ETag"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(race(Some(etag)), vec![200, 412]);
 }
 
 #[test]
