@@ -61,10 +61,7 @@ impl State {
     }
 
     /// A store's meta and entries as of one commit (`None`: not in the state).
-    fn kvs_read(
-        &self,
-        name: &str,
-    ) -> Result<Option<(KvsMeta, Vec<(String, Vec<u8>)>)>, StateError> {
+    fn kvs_read(&self, name: &str) -> Result<Option<(KvsMeta, Entries)>, StateError> {
         let txn = self.db.begin_read()?;
         let Some(meta) = read_meta(&txn, name)? else {
             return Ok(None);
@@ -195,10 +192,10 @@ fn read_meta(txn: &redb::ReadTransaction, name: &str) -> Result<Option<KvsMeta>,
         .map_err(|e| corrupt(format!("kvs_meta[{name}]"), e))
 }
 
-fn read_entries(
-    txn: &redb::ReadTransaction,
-    name: &str,
-) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+/// A store's entries, in key order.
+type Entries = Vec<(String, Vec<u8>)>;
+
+fn read_entries(txn: &redb::ReadTransaction, name: &str) -> Result<Entries, StateError> {
     let table_name = data_table(name);
     let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&table_name);
     let table = match txn.open_table(def) {

@@ -48,6 +48,12 @@ pub struct TestArgs {
     /// Raise the per-store size limit (bytes) for large stores.
     #[arg(long, value_name = "BYTES")]
     kvs_max_store_bytes: Option<u64>,
+    /// The per-key size limit (bytes), as `max_key_bytes` in `[kvs.NAME]`.
+    #[arg(long, value_name = "BYTES")]
+    kvs_max_key_bytes: Option<usize>,
+    /// The per-value size limit (bytes), as `max_value_bytes` in `[kvs.NAME]`.
+    #[arg(long, value_name = "BYTES")]
+    kvs_max_value_bytes: Option<usize>,
     /// The execution time limit in microseconds (default: the proxy's, 5000).
     #[arg(long, value_name = "US")]
     time_limit_us: Option<u64>,
@@ -119,7 +125,11 @@ async fn run(args: TestArgs) -> Result<ExitCode, Unusable> {
             .unwrap_or(Limits::default().memory_bytes),
         ..Limits::default()
     };
-    let kvs_limits = kvs_limits(args.kvs_max_store_bytes);
+    let kvs_limits = kvs_limits(
+        args.kvs_max_store_bytes,
+        args.kvs_max_key_bytes,
+        args.kvs_max_value_bytes,
+    );
     let wasm = std::fs::read(&args.function)
         .with_context(|| format!("cannot read the function {}", args.function.display()))
         .map_err(Unusable)?;
@@ -189,12 +199,19 @@ async fn run(args: TestArgs) -> Result<ExitCode, Unusable> {
     })
 }
 
-fn kvs_limits(max_store_bytes: Option<u64>) -> tollgate_kvs::Limits {
-    let mut limits = tollgate_kvs::Limits::default();
-    if let Some(max) = max_store_bytes {
-        limits.max_store_bytes = max;
+/// The store limits, the proxy's defaults where not given (as a `[kvs.NAME]`
+/// section would set them).
+fn kvs_limits(
+    max_store_bytes: Option<u64>,
+    max_key_bytes: Option<usize>,
+    max_value_bytes: Option<usize>,
+) -> tollgate_kvs::Limits {
+    let defaults = tollgate_kvs::Limits::default();
+    tollgate_kvs::Limits {
+        max_store_bytes: max_store_bytes.unwrap_or(defaults.max_store_bytes),
+        max_key_bytes: max_key_bytes.unwrap_or(defaults.max_key_bytes),
+        max_value_bytes: max_value_bytes.unwrap_or(defaults.max_value_bytes),
     }
-    limits
 }
 
 /// The function, compiled once; each case binds it to its own stores.

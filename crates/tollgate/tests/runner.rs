@@ -106,6 +106,41 @@ fn revoked_certificate_is_denied_in_json() {
     assert!(v["computeUtilization"].as_u64().is_some_and(|u| u <= 100));
 }
 
+/// The store limits a `[kvs.NAME]` section can raise, the runner can too: a
+/// value over the default 1 KiB is refused by default and loads with
+/// `--kvs-max-value-bytes`; a key over 512 bytes likewise with
+/// `--kvs-max-key-bytes`.
+#[test]
+fn store_limits_can_be_raised_as_in_the_config() {
+    let f = fixture();
+    let long_value = "x".repeat(2000);
+    let long_key = "k".repeat(600);
+    let values = write(
+        &f.dir,
+        "values.json",
+        kvs_json([("9a01", long_value.as_str())]),
+    );
+    let keys = write(&f.dir, "keys.json", kvs_json([(long_key.as_str(), "1")]));
+    let run = |file: &Path, extra: &[&str]| {
+        let kvs = format!("revoked={}", s(file));
+        let mut args = vec!["test", guests::REVOCATION_PATH, "--cert", s(&f.revoked)];
+        args.extend_from_slice(&["--kvs", &kvs]);
+        args.extend_from_slice(extra);
+        tollgate(&args)
+    };
+    let o = run(&values, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run(
+        &values,
+        &["--kvs-max-value-bytes", "4096", "--expect", "deny"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let o = run(&keys, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run(&keys, &["--kvs-max-key-bytes", "1024", "--expect", "allow"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
+
 #[test]
 fn an_unmet_expectation_exits_1() {
     let f = fixture();
