@@ -272,6 +272,24 @@ pub fn read_token(section: &tollgate_config::AdminSection) -> Result<String, Str
     Ok(token)
 }
 
+/// A warning (about `token_file`) when the token file can be read by other
+/// users than its owner: the token grants every admin operation.
+pub fn token_file_warning(section: &tollgate_config::AdminSection) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let path = section.token_file.as_ref()?;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0)
+            .then(|| format!("readable by group or others (mode {mode:03o}); `chmod 600` it"))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = section;
+        None
+    }
+}
+
 /// An HTTPS configuration for the admin listener (no client certificates;
 /// HTTP/1.1 only).
 pub fn tls_config(

@@ -46,6 +46,12 @@ pub async fn serve_config(config: Config, ready: Option<OnReady>) -> anyhow::Res
     let admin_setup = match &admin_section {
         Some(section) => {
             let token = tollgate_admin::read_token(section).map_err(anyhow::Error::msg)?;
+            if let (Some(warning), Some(path)) = (
+                tollgate_admin::token_file_warning(section),
+                &section.token_file,
+            ) {
+                eprintln!("warning: admin token file {}: {warning}", path.display());
+            }
             let tls = match (&section.tls_cert, &section.tls_key) {
                 (Some(cert), Some(key)) => {
                     Some(tollgate_admin::tls_config(cert, key).map_err(anyhow::Error::msg)?)
@@ -216,6 +222,7 @@ fn check_inner(path: &Path) -> anyhow::Result<Findings> {
         Ok(c) => c,
         Err(e) => return Ok((e.problems(), Vec::new())),
     };
+    let admin_section = config.admin.clone();
     let admin_problem = config.admin.as_ref().and_then(|section| {
         let admin_check = tollgate_admin::read_token(section).and_then(|_| {
             match (&section.tls_cert, &section.tls_key) {
@@ -230,10 +237,19 @@ fn check_inner(path: &Path) -> anyhow::Result<Findings> {
         })
     });
     let result = runtime()?.block_on(tollgate_edge::load(config, false));
-    let (mut errors, warnings) = match result {
+    let (mut errors, mut warnings) = match result {
         Ok(loaded) => (Vec::new(), loaded.warnings),
         Err(failure) => (failure.errors, failure.warnings),
     };
     errors.extend(admin_problem);
+    if let Some(section) = &admin_section
+        && let Some(message) = tollgate_admin::token_file_warning(section)
+    {
+        warnings.push(tollgate_config::Problem {
+            file: section.token_file.clone().unwrap_or_default(),
+            context: "admin.token_file".into(),
+            message,
+        });
+    }
     Ok((errors, warnings))
 }

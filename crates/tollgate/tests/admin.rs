@@ -558,6 +558,44 @@ fn check_refuses_an_admin_api_without_a_token_or_off_loopback_without_tls() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("at least 16"));
 }
 
+/// A token file other users can read is a warning (check and serve), not an
+/// error; `chmod 600` makes it go away.
+#[cfg(unix)]
+#[test]
+fn a_token_file_readable_by_others_is_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = admin_setup();
+    let token = s.path().join("admin.token");
+    let base = config_for(s.origin.addr, REQUIRED, &extra(""));
+    let path = write(s.path(), "check.toml", &base);
+    let check = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = check();
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("warning:")
+            && l.contains("readable by group or others")
+            && l.contains("admin.token")),
+        "{out}"
+    );
+    let proxy = start(&s, "");
+    proxy.wait_for_stderr("readable by group or others");
+    drop(proxy);
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(!check().contains("readable by group or others"));
+}
+
 #[test]
 fn the_documented_revocation_example_works() {
     let s = admin_setup();
