@@ -61,6 +61,20 @@ fn snapshot(files: &[PathBuf]) -> Vec<Seen> {
     files.iter().map(seen).collect()
 }
 
+/// The baseline after a reload: a file watched before keeps what was seen
+/// of it *before* the reload read it (a change made while the reload ran is
+/// then seen at the next poll, not taken as already loaded); a newly named
+/// file is looked at now.
+fn rebase(old_files: &[PathBuf], old_seen: &[Seen], new_files: &[PathBuf]) -> Vec<Seen> {
+    new_files
+        .iter()
+        .map(|f| match old_files.iter().position(|o| o == f) {
+            Some(i) => old_seen[i].clone(),
+            None => seen(f),
+        })
+        .collect()
+}
+
 /// Polls every `interval` and reloads when a watched file changed and then
 /// stayed the same for one more poll (so a file being written is not read
 /// half-way). A reload that fails is reported and not retried until the
@@ -82,7 +96,7 @@ pub async fn watch(reloader: Reloader, interval: Duration) {
             continue;
         }
         pending = None;
-        last = now;
+        last = now.clone();
         let path = reloader.config().source;
         match reloader.reload_from_disk().await {
             Ok(warnings) => {
@@ -94,12 +108,39 @@ pub async fn watch(reloader: Reloader, interval: Duration) {
                     path.display()
                 );
                 // The new configuration may name other files.
-                files = watched_files(&reloader.config());
-                last = snapshot(&files);
+                let named = watched_files(&reloader.config());
+                last = rebase(&files, &now, &named);
+                files = named;
             }
             Err(e) => eprintln!(
                 "tollgate: files changed but the reload was refused, still serving the previous configuration:\n{e}"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_changed_during_a_reload_is_seen_at_the_next_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let crl = dir.path().join("a.crl");
+        let config = dir.path().join("tollgate.toml");
+        std::fs::write(&crl, "one").unwrap();
+        std::fs::write(&config, "x").unwrap();
+        let before = vec![config.clone(), crl.clone()];
+        let seen_before = snapshot(&before);
+        // Written while the reload ran (after it read the file).
+        std::fs::write(&crl, "two, longer").unwrap();
+        let added = dir.path().join("b.crl");
+        std::fs::write(&added, "new").unwrap();
+        let after = vec![config.clone(), crl.clone(), added.clone()];
+        let baseline = rebase(&before, &seen_before, &after);
+        assert_eq!(baseline[0], seen(&config));
+        assert_ne!(baseline[1], seen(&crl), "the change would be lost");
+        assert_eq!(baseline[2], seen(&added));
+        assert_ne!(snapshot(&after), baseline);
     }
 }
