@@ -489,7 +489,9 @@ enum DurationRepr {
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match DurationRepr::deserialize(d)? {
         DurationRepr::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
-        DurationRepr::Seconds(s) => Ok(Duration::from_secs(s)),
+        DurationRepr::Seconds(s) => {
+            parse_duration(&s.to_string()).map_err(serde::de::Error::custom)
+        }
     }
 }
 
@@ -740,11 +742,18 @@ impl Config {
             if l.limits.max_connections == 0 {
                 problem(ctx("limits.max_connections"), "must be at least 1".into());
             }
-            if l.limits.handshake_timeout.is_zero() {
-                problem(
-                    ctx("limits.handshake_timeout"),
-                    "must be more than zero".into(),
-                );
+            // A zero timeout would refuse every handshake or request, or
+            // close every connection as idle at once.
+            for (key, value) in [
+                ("limits.handshake_timeout", l.limits.handshake_timeout),
+                ("http.header_read_timeout", l.http.header_read_timeout),
+                ("http.idle_timeout", l.http.idle_timeout),
+                ("origin.connect_timeout", l.origin.connect_timeout),
+                ("origin.response_timeout", l.origin.response_timeout),
+            ] {
+                if value.is_zero() {
+                    problem(ctx(key), "must be more than zero".into());
+                }
             }
         }
         problems

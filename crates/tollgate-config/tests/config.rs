@@ -169,3 +169,45 @@ fn durations() {
     assert!(parse_duration("ten").is_err());
     assert!(parse_duration("5 parsecs").is_err());
 }
+
+/// A number of seconds is held to the same range as a string, and the
+/// timeouts that would refuse or close everything at zero must be positive.
+#[test]
+fn timeouts_are_positive_and_in_range_in_either_form() {
+    let with = |section: &str| parse(&format!("{MINIMAL}{section}\n"));
+    let http = |value: &str| with(&format!("[listener.http]\nidle_timeout = {value}"));
+    assert_eq!(
+        http("90").unwrap().listeners[0].http.idle_timeout,
+        Duration::from_secs(90)
+    );
+    let err = http("9223372036854775807").unwrap_err().to_string();
+    assert!(err.contains("out of range"), "{err}");
+    for (section, key) in [
+        (
+            "[listener.http]\nidle_timeout = \"0s\"",
+            "http.idle_timeout",
+        ),
+        (
+            "[listener.http]\nheader_read_timeout = 0",
+            "http.header_read_timeout",
+        ),
+        (
+            "[listener.limits]\nhandshake_timeout = \"0ms\"",
+            "limits.handshake_timeout",
+        ),
+    ] {
+        let err = with(section).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains("more than zero"), "{err}");
+    }
+    for key in ["connect_timeout", "response_timeout"] {
+        let text = MINIMAL.replace(
+            "url = \"http://127.0.0.1:8080\"",
+            &format!("url = \"http://127.0.0.1:8080\"\n{key} = \"0s\""),
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("origin.{key}")) && err.contains("more than zero"),
+            "{err}"
+        );
+    }
+}
