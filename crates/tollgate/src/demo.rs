@@ -99,10 +99,41 @@ fn write(dir: &Path, file: &str, contents: impl AsRef<[u8]>) -> anyhow::Result<(
     std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Generates the dev PKI unless `dir` already holds a complete one.
+/// Certificates of the demo directory, each checked before it is reused.
+const CERTS: &[&str] = &[
+    "ca.pem",
+    "server.pem",
+    "valid-client.pem",
+    "revoked-client.pem",
+    "other-ca.pem",
+    "other-client.pem",
+];
+
+/// Whether every certificate of `dir` reads and stays valid for a week more
+/// (the leaves last 90 days: an old demo directory is made anew, not served
+/// with expired certificates).
+fn still_valid(dir: &Path) -> bool {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let until = time::OffsetDateTime::now_utc().unix_timestamp() + 7 * 86_400;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    CERTS.iter().all(|file| {
+        let Ok(mut certs) = CertificateDer::pem_file_iter(dir.join(file)) else {
+            return false;
+        };
+        certs.next().is_some_and(|cert| {
+            cert.ok()
+                .and_then(|der| tollgate_x509::CertInfo::parse(&der).ok())
+                .is_some_and(|info| info.is_valid_at(now) && info.is_valid_at(until))
+        })
+    })
+}
+
+/// Generates the dev PKI unless `dir` already holds a complete one that is
+/// still valid.
 fn prepare(dir: &Path) -> anyhow::Result<bool> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    if FILES.iter().all(|f| dir.join(f).is_file()) {
+    if FILES.iter().all(|f| dir.join(f).is_file()) && still_valid(dir) {
         return Ok(false);
     }
     let other = ca("Some Other CA")?;

@@ -485,6 +485,47 @@ fn check_lists_every_problem_with_its_file_and_exits_non_zero() {
     }
 }
 
+/// Runs `tollgate demo` on `dir` until it says whether it created or reused
+/// the directory; returns that line.
+fn demo_intro(dir: &std::path::Path) -> String {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("Created") || l.starts_with("Reusing"));
+    let _ = child.kill();
+    let _ = child.wait();
+    line.expect("the demo says Created or Reusing")
+}
+
+/// A demo directory whose certificates expired (or soon will) is made anew
+/// instead of being served.
+#[test]
+fn the_demo_remakes_an_expired_pki() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    assert!(demo_intro(&demo).starts_with("Created"));
+    assert!(demo_intro(&demo).starts_with("Reusing"));
+    let old = TestCa::root("Old")
+        .client("localhost")
+        .valid_days(-100, -10)
+        .build();
+    write(&demo, "server.pem", &old.pem);
+    assert!(demo_intro(&demo).starts_with("Created"));
+    let pem = std::fs::read_to_string(demo.join("server.pem")).unwrap();
+    assert_ne!(pem, old.pem);
+    assert!(demo_intro(&demo).starts_with("Reusing"));
+}
+
 #[test]
 fn the_demo_serves_what_it_prints() {
     let dir = tempfile::tempdir().unwrap();
