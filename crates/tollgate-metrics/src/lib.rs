@@ -26,7 +26,7 @@ pub fn metrics() -> &'static Metrics {
 /// Every family Tollgate records.
 pub struct Metrics {
     /// Connection attempts by listener and connectionStatus code
-    /// (`Success`, `ClientCertRevoked`, … without the `Failed:` prefix).
+    /// (`Success`, `ClientCertCrlHit`, … without the `Failed:` prefix).
     pub connections: Family<Counter>,
     /// Open connections (handshaking or serving) by listener.
     pub active_connections: Family<Gauge>,
@@ -39,7 +39,8 @@ pub struct Metrics {
     /// Deliberate denies by function.
     pub function_denies: Family<Counter>,
     /// Established connections closed because a re-check denied them, by
-    /// listener and reason (`kvs`, `crl`, `function`).
+    /// listener and reason (`kvs`: a store write; `reload`: new CRLs, trust or
+    /// function).
     pub revoked_connections: Family<Counter>,
     /// Origin request duration (to response headers), by listener.
     pub origin_seconds: Family<Histogram>,
@@ -366,7 +367,7 @@ mod tests {
     fn counters_and_histograms_render_in_the_text_format() {
         let m = Metrics::new();
         m.connections.with(&["edge", "Success"]).add(3);
-        m.connections.with(&["edge", "ClientCertRevoked"]).inc();
+        m.connections.with(&["edge", "ClientCertCrlHit"]).inc();
         m.active_connections.with(&["edge"]).inc();
         let h = m.function_seconds.with(&["revocation"]);
         h.observe(Duration::from_micros(40));
@@ -379,7 +380,7 @@ mod tests {
             text.contains("tollgate_connections_total{listener=\"edge\",status=\"Success\"} 3\n")
         );
         assert!(text.contains(
-            "tollgate_connections_total{listener=\"edge\",status=\"ClientCertRevoked\"} 1\n"
+            "tollgate_connections_total{listener=\"edge\",status=\"ClientCertCrlHit\"} 1\n"
         ));
         assert!(text.contains("tollgate_active_connections{listener=\"edge\"} 1\n"));
         assert!(text.contains(
