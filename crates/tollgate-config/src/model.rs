@@ -372,6 +372,16 @@ impl OriginSection {
                 self.url
             ));
         }
+        // The URL parser would drop both without a word.
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(format!(
+                "origin url {:?}: no user or password allowed (they would not be sent)",
+                self.url
+            ));
+        }
+        if self.url.contains('#') {
+            return Err(format!("origin url {:?}: no fragment allowed", self.url));
+        }
         let path = uri.path().trim_end_matches('/');
         Ok(OriginUrl {
             https,

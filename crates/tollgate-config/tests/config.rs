@@ -211,3 +211,24 @@ fn timeouts_are_positive_and_in_range_in_either_form() {
         );
     }
 }
+
+/// Parts of an origin URL that would be dropped silently are refused.
+#[test]
+fn an_origin_url_with_credentials_or_a_fragment_is_refused() {
+    for (url, expected) in [
+        ("https://user:pw@origin.example/api", "no user or password"),
+        ("https://origin.example/api#frag", "no fragment"),
+        ("https://origin.example/api?x=1", "no query string"),
+    ] {
+        let text = MINIMAL.replace("http://127.0.0.1:8080", url);
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(expected), "{url}: {err}");
+    }
+    let ok = MINIMAL.replace("http://127.0.0.1:8080", "https://origin.example:8443/api/");
+    let config = parse(&ok).unwrap();
+    let url = config.listeners[0].origin.parsed_url().unwrap();
+    assert_eq!(
+        (url.host.as_str(), url.port, url.path_prefix.as_str()),
+        ("origin.example", 8443, "/api")
+    );
+}
