@@ -365,6 +365,8 @@ impl Reloader {
         }
         current.runtime = loaded.runtime;
         current.stores = loaded.stores;
+        let mut warnings = loaded.warnings;
+        warnings.extend(restart_only_changes(&current.config, &loaded.config));
         current.config = loaded.config;
         drop(current);
         // Trust stores, CRLs or store contents may have changed.
@@ -378,8 +380,39 @@ impl Reloader {
                 );
             }
         });
-        Ok(loaded.warnings)
+        Ok(warnings)
     }
+}
+
+/// Settings a reload does not apply (they are set up once, at start): each
+/// one that differs is a warning, so that "reloaded" is not taken to mean
+/// they changed.
+fn restart_only_changes(running: &Config, new: &Config) -> Vec<Problem> {
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut out = Vec::new();
+    let mut note = |context: String| {
+        out.push(Problem {
+            file: new.source.clone(),
+            context,
+            message: "changed, but takes effect only on restart".into(),
+        })
+    };
+    if differs(&running.watch, &new.watch) {
+        note("watch".into());
+    }
+    if differs(&running.state, &new.state) {
+        note("state".into());
+    }
+    if differs(&running.admin, &new.admin) {
+        note("admin".into());
+    }
+    for (old, l) in running.listeners.iter().zip(&new.listeners) {
+        if old.limits.max_connections != l.limits.max_connections {
+            note(format!("listener {:?} limits.max_connections", l.name));
+        }
+    }
+    out
 }
 
 async fn accept_loop(

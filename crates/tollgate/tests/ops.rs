@@ -410,6 +410,38 @@ fn a_reload_whose_log_file_cannot_be_opened_is_refused() {
     wait_records(&dir.path().join("moved.log"), 2);
 }
 
+/// A reload that changes a setting only a restart applies says so.
+#[test]
+fn a_reload_warns_about_settings_it_does_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    pki.write(dir.path());
+    let origin = Origin::start(None);
+    let proxy = Proxy::start(
+        dir.path(),
+        &config_for(
+            origin.addr,
+            REQUIRED,
+            "[listener.limits]\nmax_connections = 100",
+        ),
+    );
+    let text = std::fs::read_to_string(dir.path().join("tollgate.toml")).unwrap();
+    write(
+        dir.path(),
+        "tollgate.toml",
+        text.replace("max_connections = 100", "max_connections = 5"),
+    );
+    proxy.signal("HUP");
+    proxy.wait_for_stderr("configuration reloaded");
+    let stderr = proxy.stderr();
+    assert!(
+        stderr.lines().any(|l| l.starts_with("warning:")
+            && l.contains("limits.max_connections")
+            && l.contains("only on restart")),
+        "{stderr}"
+    );
+}
+
 fn tollgate(args: &[&str]) -> Output {
     run(Command::new(env!("CARGO_BIN_EXE_tollgate")).args(args))
 }
