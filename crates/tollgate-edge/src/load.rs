@@ -485,7 +485,27 @@ pub async fn load_with(
                     .as_deref()
                     .zip(section.origin.client_key.as_deref());
                 match tollgate_tls::origin_client_config(section.origin.ca.as_deref(), client) {
-                    Ok(cfg) => Some(cfg),
+                    Ok(cfg) => {
+                        // An expired client certificate loads (the origin
+                        // decides), but is worth a warning.
+                        if let Some((cert, _)) = client
+                            && let Ok(chain) = tollgate_tls::load_certs(cert)
+                            && let Some(info) = chain
+                                .first()
+                                .and_then(|der| tollgate_x509::CertInfo::parse(der).ok())
+                            && !info.is_valid_at(time::OffsetDateTime::now_utc().unix_timestamp())
+                        {
+                            c.warn(
+                                cert,
+                                ctx("origin.client_cert"),
+                                format!(
+                                    "the origin client certificate is outside its validity ({})",
+                                    info.validity_header()
+                                ),
+                            );
+                        }
+                        Some(cfg)
+                    }
                     Err(e) => {
                         c.config_error(ctx("origin"), e);
                         None

@@ -44,15 +44,25 @@ pub fn origin_client_config(
             let chain: Vec<CertificateDer<'static>> = pem::load_certs(cert_path)?;
             let info = tollgate_x509::CertInfo::parse(&chain[0])
                 .map_err(|e| TlsConfigError::Other(format!("{}: {e}", cert_path.display())))?;
-            if let Some(ekus) = info.extended_key_usage()
-                && !ekus
-                    .iter()
-                    .any(|e| e == "clientAuth" || e == "1.3.6.1.5.5.7.3.2")
-            {
-                return Err(TlsConfigError::Other(format!(
-                    "{}: the origin client certificate's extended key usage lacks clientAuth ({ekus:?})",
-                    cert_path.display()
-                )));
+            // Reference §6: the EKU must include TLS client authentication
+            // (a certificate without the extension does not say so).
+            match info.extended_key_usage() {
+                Some(ekus)
+                    if ekus
+                        .iter()
+                        .any(|e| e == "clientAuth" || e == "1.3.6.1.5.5.7.3.2") => {}
+                Some(ekus) => {
+                    return Err(TlsConfigError::Other(format!(
+                        "{}: the origin client certificate's extended key usage lacks clientAuth ({ekus:?})",
+                        cert_path.display()
+                    )));
+                }
+                None => {
+                    return Err(TlsConfigError::Other(format!(
+                        "{}: the origin client certificate has no extended key usage; it must include clientAuth",
+                        cert_path.display()
+                    )));
+                }
             }
             let key = pem::load_key(key_path)?;
             builder.with_client_auth_cert(chain, key).map_err(|e| {

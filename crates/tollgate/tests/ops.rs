@@ -150,6 +150,44 @@ fn mtls_origin(dir: &std::path::Path, client_ca: &TestCa) -> Origin {
     Origin::start(Some(config))
 }
 
+/// The origin client certificate must carry the clientAuth EKU (reference
+/// §6): one without any EKU is an error; an expired one is a warning.
+#[test]
+fn check_judges_the_origin_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    pki.write(dir.path());
+    let edge_ca = TestCa::root("Edge Client CA");
+    write(dir.path(), "origin-ca.pem", TestCa::root("Origin CA").pem());
+    let check = |cert: &tollgate_testkit::TestCert| {
+        write(dir.path(), "edge.pem", &cert.pem);
+        write(dir.path(), "edge.key", &cert.key_pem);
+        let config = config_for("127.0.0.1:9".parse().unwrap(), REQUIRED, "").replace(
+            "[listener.origin]\nurl = \"http://127.0.0.1:9\"\n",
+            "[listener.origin]\nurl = \"https://localhost:9\"\nca = \"origin-ca.pem\"\nclient_cert = \"edge.pem\"\nclient_key = \"edge.key\"\n",
+        );
+        let path = write(dir.path(), "origin.toml", config);
+        tollgate(&["check", "--config", path.to_str().unwrap()])
+    };
+    let o = check(&edge_ca.client("edge").build());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("edge.pem"), "{}", text(&o));
+    let o = check(&edge_ca.client("edge").no_eku().build());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no extended key usage"), "{}", text(&o));
+    let o = check(&edge_ca.client("edge").valid_days(-30, -1).build());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o)
+            .lines()
+            .any(|l| l.trim_start().starts_with("warning:")
+                && l.contains("edge.pem")
+                && l.contains("outside its validity")),
+        "{}",
+        text(&o)
+    );
+}
+
 #[test]
 fn origin_mtls_presents_the_configured_certificate_and_failures_are_502() {
     let dir = tempfile::tempdir().unwrap();
