@@ -96,6 +96,12 @@ impl Origin {
         })
     }
 
+    /// How long the origin may take to answer, and to send each next piece
+    /// of a response body.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
     pub fn authority(&self) -> &http::uri::Authority {
         &self.authority
     }

@@ -25,7 +25,10 @@ use crate::headers::{strip_hop_by_hop, strip_identity_headers};
 use crate::origin::{Origin, OriginError};
 
 /// The body sent back to the client.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// A response body's error: the origin's, or a stall of its body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the HTTP side knows about the connection it serves.
 pub struct ConnectionContext {
@@ -265,6 +268,8 @@ async fn proxy(
             strip_hop_by_hop(&mut parts.headers);
             let body = LoggedBody {
                 inner: body.boxed(),
+                stall: origin.response_timeout(),
+                timer: Box::pin(tokio::time::sleep(origin.response_timeout())),
                 bytes: 0,
                 pending: Some(Pending {
                     record,
@@ -336,7 +341,12 @@ struct Pending {
 /// The origin's body on its way to the client; writes the access record when
 /// the body ends (or the client goes away), with the bytes actually sent.
 struct LoggedBody {
-    inner: ProxyBody,
+    inner: BoxBody<Bytes, hyper::Error>,
+    /// The longest wait for the origin's next piece of body
+    /// (`response_timeout`): an origin that stalls mid-body does not hold
+    /// the client's connection and slot forever.
+    stall: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
     bytes: u64,
     pending: Option<Pending>,
 }
@@ -356,12 +366,12 @@ impl LoggedBody {
 
 impl Body for LoggedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
@@ -369,18 +379,29 @@ impl Body for LoggedBody {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
                 }
+                let next = tokio::time::Instant::now() + this.stall;
+                this.timer.as_mut().reset(next);
             }
             Poll::Ready(Some(Err(err))) => {
                 let text = format!("origin body: {err}");
                 this.finish(Some(text));
             }
             Poll::Ready(None) => this.finish(None),
-            Poll::Pending => {}
+            Poll::Pending => {
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    let text = format!(
+                        "origin body stalled: nothing for {:?} (response_timeout)",
+                        this.stall
+                    );
+                    this.finish(Some(text.clone()));
+                    return Poll::Ready(Some(Err(text.into())));
+                }
+            }
         }
         if this.inner.is_end_stream() {
             this.finish(None);
         }
-        polled
+        polled.map(|frame| frame.map(|r| r.map_err(BoxError::from)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -718,6 +718,33 @@ fn a_request_after_an_idle_goaway_is_answered_before_the_drop() {
     assert_eq!(s.origin.requests(), 1);
 }
 
+/// An origin that sends its head and then stalls mid-body does not hold the
+/// client: after `response_timeout` without a byte the response is cut
+/// (the client sees an incomplete body) and the access log says why.
+#[test]
+fn an_origin_that_stalls_mid_body_is_cut_off() {
+    let s = setup();
+    let proxy = s.start(REQUIRED, "response_timeout = \"500ms\"");
+    let config = s.client(Some(&s.pki.client("stalled")));
+    let start = std::time::Instant::now();
+    let seen = request(proxy.addr, config.clone(), "/?stall=5000", &[]);
+    let took = start.elapsed();
+    assert!(
+        !matches!(seen, Seen::Http(200, ref body) if body.ends_with("}\n")),
+        "{seen:?}"
+    );
+    assert!(took < std::time::Duration::from_secs(4), "{took:?}");
+    let access = &proxy.accesses(1)[0];
+    assert!(
+        access["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("stalled")),
+        "{access}"
+    );
+    // A body that arrives in time is whole.
+    request(proxy.addr, config, "/?stall=100", &[]).ok_json();
+}
+
 #[test]
 fn a_keep_alive_connection_outlives_the_header_read_timeout_while_idle() {
     let s = setup();
