@@ -12,8 +12,8 @@ use tollgate_log::{Logger, SinkSpec};
 use tollgate_proxy::Origin;
 use tollgate_state::{FunctionRecord, Stage, State};
 use tollgate_tls::{
-    ClientAuthMode, ClientAuthPolicy, ClientVerifier, CrlError, CrlSet, ServerCertSpec,
-    ServerCertificates, TrustStore, TrustStoreLimits,
+    ClientAuthMode, ClientAuthPolicy, ClientVerifier, CrlSet, ServerCertSpec, ServerCertificates,
+    TrustStore, TrustStoreLimits,
 };
 
 /// Everything loaded from a config, ready to bind.
@@ -412,18 +412,8 @@ pub async fn load_with(
                         for w in trust.warnings() {
                             c.warn(&trust_path, ctx("mtls.trust_store"), w);
                         }
-                        // Each file on its own first, so that every bad one
-                        // is reported.
-                        let bad: Vec<CrlError> = m
-                            .crls
-                            .iter()
-                            .filter_map(|p| CrlSet::load(std::slice::from_ref(p), &trust).err())
-                            .collect();
-                        let crls = if bad.is_empty() {
-                            CrlSet::load(&m.crls, &trust).map_err(|e| vec![e])
-                        } else {
-                            Err(bad)
-                        };
+                        // Every bad file is reported, not just the first.
+                        let crls = CrlSet::load_each(&m.crls, &trust);
                         if let Ok(crls) = &crls {
                             for w in crls.warnings() {
                                 c.config_warn(ctx("mtls.crls"), w);
@@ -454,9 +444,8 @@ pub async fn load_with(
                         c.error(&trust_path, ctx("mtls.trust_store"), e);
                         // The CRLs cannot be checked against their CAs, but
                         // files that are not CRLs at all are still reported.
-                        let unchecked = TrustStore::empty();
-                        for path in &m.crls {
-                            if let Err(e) = CrlSet::load(std::slice::from_ref(path), &unchecked) {
+                        if let Err(errors) = CrlSet::load_each(&m.crls, &TrustStore::empty()) {
+                            for e in errors {
                                 c.config_error(ctx("mtls.crls"), e);
                             }
                         }
@@ -485,24 +474,9 @@ pub async fn load_with(
                     .as_deref()
                     .zip(section.origin.client_key.as_deref());
                 match tollgate_tls::origin_client_config(section.origin.ca.as_deref(), client) {
-                    Ok(cfg) => {
-                        // An expired client certificate loads (the origin
-                        // decides), but is worth a warning.
-                        if let Some((cert, _)) = client
-                            && let Ok(chain) = tollgate_tls::load_certs(cert)
-                            && let Some(info) = chain
-                                .first()
-                                .and_then(|der| tollgate_x509::CertInfo::parse(der).ok())
-                            && !info.is_valid_at(time::OffsetDateTime::now_utc().unix_timestamp())
-                        {
-                            c.warn(
-                                cert,
-                                ctx("origin.client_cert"),
-                                format!(
-                                    "the origin client certificate is outside its validity ({})",
-                                    info.validity_header()
-                                ),
-                            );
+                    Ok((cfg, warnings)) => {
+                        for w in warnings {
+                            c.config_warn(ctx("origin.client_cert"), w);
                         }
                         Some(cfg)
                     }

@@ -127,7 +127,6 @@ impl Output {
     }
 }
 
-/// Cuts `text` to at most `max` bytes at a character boundary.
 /// A guest's deny reason or error message, as the connection log keeps it:
 /// at most [`crate::MAX_REASON_BYTES`], cut at a character boundary and
 /// ending with `…` when cut.
@@ -141,6 +140,7 @@ pub(crate) fn bound_reason(text: String) -> String {
     cut
 }
 
+/// Cuts `text` to at most `max` bytes at a character boundary.
 pub fn truncate_utf8(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;

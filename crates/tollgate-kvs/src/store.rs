@@ -132,22 +132,6 @@ impl Store {
         self
     }
 
-    /// Makes the current contents durable through `persist` (as a
-    /// replacement), and every later write with it. For a store built in
-    /// memory (e.g. seeded from an import file) that must reach the durable
-    /// state only once everything around it has loaded. Fails, changing
-    /// nothing, if `persist` refuses or the store already persists.
-    pub fn make_durable(&self, persist: Arc<dyn Persist>) -> Result<(), String> {
-        let _guard = self.lock();
-        if self.persist.get().is_some() {
-            return Err(format!("store {} is already durable", self.name));
-        }
-        let snapshot = self.current.load_full();
-        persist.persist(&self.name, Change::Replace(&snapshot), snapshot.meta())?;
-        let _ = self.persist.set(persist);
-        Ok(())
-    }
-
     /// Attaches `persist` to a store whose current contents the caller has
     /// already made durable (e.g. in one transaction with other records):
     /// later writes go through it. Fails if the store already persists.

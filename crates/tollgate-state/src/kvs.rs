@@ -81,7 +81,7 @@ impl State {
     ) -> Result<(Store, Opened), StateError> {
         let (store, opened) = self.prepare_store(name, limits, seed)?;
         if opened != Opened::FromState {
-            self.adopt_store(&store)?;
+            self.seed(&[&store], &[])?;
         }
         Ok((store, opened))
     }
@@ -89,7 +89,7 @@ impl State {
     /// [`State::open_store`] in two steps, for a caller that may still give
     /// up: a store the state knows comes back attached to it; a new one
     /// (`Seeded` or `Empty`) comes back in memory only, and reaches the state
-    /// when it is passed to [`State::adopt_store`].
+    /// when it is passed to [`State::seed`].
     pub fn prepare_store(
         self: &Arc<Self>,
         name: &str,
@@ -125,15 +125,6 @@ impl State {
                 Ok((store, Opened::Seeded))
             }
         }
-    }
-
-    /// Commits a store from [`State::prepare_store`] (its current contents)
-    /// and attaches it: from now on the state owns it.
-    pub fn adopt_store(self: &Arc<Self>, store: &Store) -> Result<(), StateError> {
-        let persist: Arc<dyn Persist> = self.clone();
-        store
-            .make_durable(persist)
-            .map_err(|e| StateError::Kvs(tollgate_kvs::ImportError::NotDurable(e)))
     }
 
     fn kvs_commit(&self, name: &str, change: Change<'_>, meta: &Meta) -> Result<(), StateError> {

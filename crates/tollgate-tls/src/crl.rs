@@ -67,6 +67,26 @@ impl CrlSet {
         Ok(set)
     }
 
+    /// [`CrlSet::load`], reporting every file that fails rather than the
+    /// first (each file is read and checked once).
+    pub fn load_each(paths: &[PathBuf], trust: &TrustStore) -> Result<CrlSet, Vec<CrlError>> {
+        let mut set = CrlSet::default();
+        let mut errors = Vec::new();
+        for path in paths {
+            let added = pem::read(path)
+                .map_err(CrlError::from)
+                .and_then(|bytes| set.add(&bytes, &path.display().to_string(), trust));
+            if let Err(e) = added {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
     pub fn from_bytes(bytes: &[u8], source: &str, trust: &TrustStore) -> Result<CrlSet, CrlError> {
         let mut set = CrlSet::default();
         set.add(bytes, source, trust)?;

@@ -10,10 +10,13 @@ use crate::server::TlsConfigError;
 
 /// Verifies the origin with the CA bundle at `ca_pem` (or the system roots) and,
 /// with `client`, presents that certificate chain and key when the origin asks.
+/// Also returns warnings (an expired client certificate loads: the origin
+/// decides).
 pub fn origin_client_config(
     ca_pem: Option<&Path>,
     client: Option<(&Path, &Path)>,
-) -> Result<rustls::ClientConfig, TlsConfigError> {
+) -> Result<(rustls::ClientConfig, Vec<String>), TlsConfigError> {
+    let mut warnings = Vec::new();
     let mut roots = rustls::RootCertStore::empty();
     match ca_pem {
         Some(path) => {
@@ -64,6 +67,14 @@ pub fn origin_client_config(
                     )));
                 }
             }
+            let now = ::time::OffsetDateTime::now_utc().unix_timestamp();
+            if !info.is_valid_at(now) {
+                warnings.push(format!(
+                    "{}: the origin client certificate is outside its validity ({})",
+                    cert_path.display(),
+                    info.validity_header()
+                ));
+            }
             let key = pem::load_key(key_path)?;
             builder.with_client_auth_cert(chain, key).map_err(|e| {
                 TlsConfigError::Other(format!(
@@ -74,5 +85,5 @@ pub fn origin_client_config(
             })?
         }
     };
-    Ok(config)
+    Ok((config, warnings))
 }

@@ -322,25 +322,25 @@ impl TrustStore {
         let mut store = TrustStore::default();
         for (i, der) in anchors.iter().chain(intermediates).enumerate() {
             let der = CertificateDer::from(der.clone());
+            let parsed = X509Certificate::from_der(&der).ok().map(|(_, cert)| cert);
+            let window = parsed.as_ref().map(|c| {
+                (
+                    c.validity().not_before.timestamp(),
+                    c.validity().not_after.timestamp(),
+                )
+            });
             if i < anchors.len() {
                 let anchor = webpki::anchor_from_trusted_cert(&der)
                     .map_err(|e| format!("anchor {i}: {e:?}"))?
                     .to_owned();
                 store.anchors.push(anchor);
-                store.anchor_windows.push(
-                    X509Certificate::from_der(&der)
-                        .map(|(_, c)| {
-                            (
-                                c.validity().not_before.timestamp(),
-                                c.validity().not_after.timestamp(),
-                            )
-                        })
-                        .unwrap_or((i64::MIN, i64::MAX)),
-                );
+                store
+                    .anchor_windows
+                    .push(window.unwrap_or((i64::MIN, i64::MAX)));
             } else {
                 store.intermediates.push(der.clone());
             }
-            if let Ok((_, cert)) = X509Certificate::from_der(&der) {
+            if let (Some(cert), Some((not_before, not_after))) = (parsed, window) {
                 store.cas.push(CaCert {
                     subject: name_contents(cert.subject().as_raw()),
                     subject_text: cert.subject().to_string(),
@@ -350,8 +350,8 @@ impl TrustStore {
                         .ok()
                         .flatten()
                         .is_none_or(|ku| ku.value.crl_sign()),
-                    not_before: cert.validity().not_before.timestamp(),
-                    not_after: cert.validity().not_after.timestamp(),
+                    not_before,
+                    not_after,
                     index: 0,
                     line: 0,
                     der: der.clone(),
