@@ -841,38 +841,12 @@ fn log_timestamps_always_have_three_fraction_digits() {
 fn the_demo_says_certificate_required_and_a_client_gets_that_alert() {
     let dir = tempfile::tempdir().unwrap();
     let demo_dir = dir.path().join("demo");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(&demo_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stdout = child.stdout.take().unwrap();
-    let _child = Kill(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let demo = Demo::start(&demo_dir);
     let mut intro = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !intro.iter().any(|l: &String| l.contains("Ctrl-C")) {
         let left = deadline.saturating_duration_since(Instant::now());
-        intro.push(rx.recv_timeout(left).expect("the demo's introduction"));
+        intro.push(demo.line(left).expect("the demo's introduction"));
     }
     let addr: SocketAddr = intro
         .iter()

@@ -583,21 +583,13 @@ fn slow_idle_and_oversized_requests_are_cut_off() {
     request(proxy.addr, config, "/", &[]).ok_json();
 }
 
-/// An HTTP/2 client that sends no request, only PINGs (each answered by the
-/// proxy), is idle: closed after `idle_timeout`, not kept forever.
-#[test]
-fn an_http2_connection_with_only_pings_is_closed_as_idle() {
-    use std::io::Read;
-    let s = setup();
-    let proxy = s.start(
-        REQUIRED,
-        "[listener.http]\nheader_read_timeout = \"500ms\"\nidle_timeout = \"1s\"",
-    );
-    let config = client_config(
-        &s.pki.server_ca.pem(),
-        Some(&s.pki.client("pinger")),
-        &[b"h2"],
-    );
+/// An HTTP/2 connection driven frame by frame.
+type RawH2 = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// An mTLS connection for `cn` that negotiated h2, with the connection
+/// preface and an empty SETTINGS frame sent.
+fn raw_h2(s: &Setup, proxy: &Proxy, cn: &str, read_timeout: std::time::Duration) -> RawH2 {
+    let config = client_config(&s.pki.server_ca.pem(), Some(&s.pki.client(cn)), &[b"h2"]);
     let mut conn = rustls::ClientConnection::new(
         config,
         rustls::pki_types::ServerName::try_from("localhost").unwrap(),
@@ -608,13 +600,25 @@ fn an_http2_connection_with_only_pings_is_closed_as_idle() {
         conn.complete_io(&mut tcp).unwrap();
     }
     assert_eq!(conn.alpn_protocol(), Some(&b"h2"[..]));
-    tcp.set_read_timeout(Some(std::time::Duration::from_millis(100)))
-        .unwrap();
-    let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
-    // The connection preface and an empty SETTINGS frame.
+    tcp.set_read_timeout(Some(read_timeout)).unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
     stream
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .unwrap();
+    stream
+}
+
+/// An HTTP/2 client that sends no request, only PINGs (each answered by the
+/// proxy), is idle: closed after `idle_timeout`, not kept forever.
+#[test]
+fn an_http2_connection_with_only_pings_is_closed_as_idle() {
+    use std::io::Read;
+    let s = setup();
+    let proxy = s.start(
+        REQUIRED,
+        "[listener.http]\nheader_read_timeout = \"500ms\"\nidle_timeout = \"1s\"",
+    );
+    let mut stream = raw_h2(&s, &proxy, "pinger", std::time::Duration::from_millis(100));
     let start = std::time::Instant::now();
     let mut answered = 0usize;
     let closed = loop {
@@ -659,28 +663,9 @@ fn a_request_after_an_idle_goaway_is_answered_before_the_drop() {
         REQUIRED,
         "[listener.http]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"500ms\"",
     );
-    let config = client_config(
-        &s.pki.server_ca.pem(),
-        Some(&s.pki.client("late")),
-        &[b"h2"],
-    );
-    let mut conn = rustls::ClientConnection::new(
-        config,
-        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
-    let mut tcp = TcpStream::connect(proxy.addr).unwrap();
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp).unwrap();
-    }
-    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
-    stream
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .unwrap();
+    let mut stream = raw_h2(&s, &proxy, "late", std::time::Duration::from_secs(10));
     // Frames as (type, stream), until `until` matches or the connection ends.
-    let read_until = |stream: &mut rustls::Stream<'_, _, _>, until: &dyn Fn(u8, u32) -> bool| {
+    let read_until = |stream: &mut RawH2, until: &dyn Fn(u8, u32) -> bool| {
         let mut header = [0u8; 9];
         loop {
             if stream.read_exact(&mut header).is_err() {

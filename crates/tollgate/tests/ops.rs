@@ -266,6 +266,24 @@ fn origin_mtls_presents_the_configured_certificate_and_failures_are_502() {
     }
 }
 
+/// Sends SIGTERM while a request for `path` is at the origin; what the
+/// client then got.
+fn term_during_request(proxy: &Proxy, pki: &Pki, origin: &Origin, path: &str) -> Seen {
+    let addr = proxy.addr;
+    let client = client_config(
+        &pki.server_ca.pem(),
+        Some(&pki.client("slow")),
+        &[b"http/1.1"],
+    );
+    let path = path.to_owned();
+    let slow = std::thread::spawn(move || request(addr, client, &path, &[]));
+    while origin.requests() == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    proxy.signal("TERM");
+    slow.join().unwrap()
+}
+
 #[test]
 fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
@@ -280,18 +298,7 @@ fn sigterm_lets_in_flight_requests_finish() {
             "[listener.limits]\nshutdown_grace = \"10s\"",
         ),
     );
-    let addr = proxy.addr;
-    let client = client_config(
-        &pki.server_ca.pem(),
-        Some(&pki.client("slow")),
-        &[b"http/1.1"],
-    );
-    let slow = std::thread::spawn(move || request(addr, client, "/?delay=1500", &[]));
-    while origin.requests() == 0 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    proxy.signal("TERM");
-    let seen = slow.join().unwrap();
+    let seen = term_during_request(&proxy, &pki, &origin, "/?delay=1500");
     assert!(matches!(seen, Seen::Http(200, _)), "{seen:?}");
     let start = Instant::now();
     let status = loop {
@@ -329,18 +336,7 @@ fn sigterm_uses_the_grace_period_of_the_current_configuration() {
     write(dir.path(), "tollgate.toml", longer);
     proxy.signal("HUP");
     proxy.wait_for_stderr("configuration reloaded");
-    let addr = proxy.addr;
-    let client = client_config(
-        &pki.server_ca.pem(),
-        Some(&pki.client("slow")),
-        &[b"http/1.1"],
-    );
-    let slow = std::thread::spawn(move || request(addr, client, "/?delay=2500", &[]));
-    while origin.requests() == 0 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    proxy.signal("TERM");
-    let seen = slow.join().unwrap();
+    let seen = term_during_request(&proxy, &pki, &origin, "/?delay=2500");
     assert!(matches!(seen, Seen::Http(200, _)), "{seen:?}");
     let status = proxy.child.wait().unwrap();
     assert!(status.success(), "{status:?}\n{}", proxy.stderr());
@@ -558,23 +554,10 @@ fn check_lists_every_problem_with_its_file_and_exits_non_zero() {
 /// Runs `tollgate demo` on `dir` until it says whether it created or reused
 /// the directory; returns that line.
 fn demo_intro(dir: &std::path::Path) -> String {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = std::io::BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("Created") || l.starts_with("Reusing"));
-    let _ = child.kill();
-    let _ = child.wait();
-    line.expect("the demo says Created or Reusing")
+    let demo = Demo::start(dir);
+    std::iter::from_fn(|| demo.line(Duration::from_secs(60)))
+        .find(|l| l.starts_with("Created") || l.starts_with("Reusing"))
+        .expect("the demo says Created or Reusing")
 }
 
 /// A demo directory whose certificates expired (or soon will) is made anew
@@ -600,29 +583,11 @@ fn the_demo_remakes_an_expired_pki() {
 fn the_demo_serves_what_it_prints() {
     let dir = tempfile::tempdir().unwrap();
     let demo_dir = dir.path().join("demo");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(&demo_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let demo = Demo::start(&demo_dir);
     let mut commands = Vec::new();
     while commands.len() < 4 {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
+        let line = demo
+            .line(Duration::from_secs(60))
             .expect("the demo prints four curl commands");
         if let Some(cmd) = line.trim().strip_prefix("curl ") {
             commands.push(cmd.to_owned());
@@ -649,15 +614,14 @@ fn the_demo_serves_what_it_prints() {
     let mut statuses = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while statuses.len() < 4 && Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
+        if let Some(line) = demo.line(Duration::from_millis(200))
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
             && let Some(s) = v["connectionStatus"].as_str()
         {
             statuses.push(s.to_owned());
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(demo);
     assert_eq!(
         statuses,
         [

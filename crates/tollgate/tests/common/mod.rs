@@ -568,3 +568,43 @@ impl Setup {
         client_config(&self.pki.server_ca.pem(), id, &[b"http/1.1"])
     }
 }
+
+/// `tollgate demo --listen 127.0.0.1:0 --dir DIR`, its stdout line by line;
+/// killed when dropped.
+pub struct Demo {
+    child: Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Demo {
+    pub fn start(dir: &Path) -> Demo {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["demo", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tollgate demo");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Demo { child, lines }
+    }
+
+    /// The next line, waiting up to `limit`.
+    pub fn line(&self, limit: Duration) -> Option<String> {
+        self.lines.recv_timeout(limit).ok()
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
