@@ -82,6 +82,26 @@ impl ConnectionInfo {
         }
     }
 
+    /// No connection: what an idle kept instance holds between calls (its
+    /// fields own no heap memory).
+    pub(crate) fn idle() -> ConnectionInfo {
+        let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+        ConnectionInfo {
+            id: String::new(),
+            client: unspecified,
+            server: unspecified,
+            sni: None,
+            alpn: None,
+            tls_version: String::new(),
+            cipher_suite: String::new(),
+            listener: String::new(),
+            handshake_duration: Duration::ZERO,
+            chain: Vec::new(),
+            leaf: None,
+            expiry_ignored: false,
+        }
+    }
+
     /// Parses a connection described as JSON, with CloudFront's field names
     /// (`connectionId`, `clientIp`, `endpoint`, `clientCertificate` ...) plus
     /// Tollgate's additions. See docs/runner.md for the full form.

@@ -90,6 +90,18 @@ impl HostState {
         }
     }
 
+    /// Lets go of the call that ended, for an instance kept for the next
+    /// one: while idle it holds nothing of its last connection (the
+    /// connection object, the parsed certificates, the store snapshots, the
+    /// WASI context), and what only it still held is freed now, while it is
+    /// still in the cache, rather than by the next call.
+    pub fn end_call(&mut self) {
+        self.conn = Arc::new(ConnectionInfo::idle());
+        self.parsed = Vec::new();
+        self.opened = Vec::new();
+        self.wasi = None;
+    }
+
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
     }

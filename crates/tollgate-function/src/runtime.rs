@@ -592,6 +592,8 @@ impl WarmPool {
                 })
                 .is_ok();
             if room {
+                let mut warm = warm;
+                warm.store.data_mut().end_call();
                 kept.push(warm);
             }
             return;

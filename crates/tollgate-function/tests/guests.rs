@@ -444,6 +444,35 @@ async fn an_instance_serves_at_most_max_calls_per_instance_calls() {
     assert_eq!(f.instantiations(), 2);
 }
 
+/// A kept instance waits for its next call holding nothing of the last
+/// one: neither the connection object nor the store snapshot it read.
+#[tokio::test]
+async fn a_kept_instance_holds_nothing_of_its_last_connection() {
+    let ca = TestCa::root("Test CA");
+    let cert = ca.client("c").serial(&[0x11, 0x22]).build();
+    let revoked = store("revoked", &[("99", "")]);
+    let rt = reusing(1000);
+    let f = load(&rt, guests::REVOCATION_WASM, vec![revoked.clone()]).await;
+    for _ in 0..2 {
+        let conn = conn_with(&[&cert]);
+        let read = Arc::downgrade(&revoked.snapshot());
+        let o = f.call(conn.clone()).await;
+        assert_eq!(o.custom_data.as_deref(), Some("VALID:1122"), "{o:?}");
+        // A new snapshot replaces the one the call read.
+        revoked
+            .import_json(kvs_json([("99", "")]).as_bytes())
+            .expect("import");
+        let held = Arc::downgrade(&conn);
+        drop(conn);
+        assert!(
+            held.upgrade().is_none(),
+            "the connection object is still held"
+        );
+        assert!(read.upgrade().is_none(), "the snapshot is still held");
+    }
+    assert_eq!(f.instantiations(), 1, "the instance was not kept");
+}
+
 #[tokio::test]
 async fn an_instance_that_failed_is_not_reused_but_one_that_returned_an_error_is() {
     let rt = reusing(100);
