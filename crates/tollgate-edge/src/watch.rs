@@ -78,10 +78,22 @@ fn rebase(old_files: &[PathBuf], old_seen: &[Seen], new_files: &[PathBuf]) -> Ve
 /// Polls every `interval` and reloads when a watched file changed and then
 /// stayed the same for one more poll (so a file being written is not read
 /// half-way). A reload that fails is reported and not retried until the
-/// files change again. Runs until the task is dropped.
-pub async fn watch(reloader: Reloader, interval: Duration) {
-    let mut files = watched_files(&reloader.config());
-    let mut last = snapshot(&files);
+/// files change again. The files are first looked at when `watch` is called,
+/// not when its future first runs: a change made after the call (once the
+/// server is announced, say) is seen even if the task starts late. The
+/// future runs until it is dropped.
+pub fn watch(reloader: Reloader, interval: Duration) -> impl Future<Output = ()> + Send {
+    let files = watched_files(&reloader.config());
+    let last = snapshot(&files);
+    poll_files(reloader, interval, files, last)
+}
+
+async fn poll_files(
+    reloader: Reloader,
+    interval: Duration,
+    mut files: Vec<PathBuf>,
+    mut last: Vec<Seen>,
+) {
     let mut pending: Option<Vec<Seen>> = None;
     loop {
         tokio::time::sleep(interval).await;

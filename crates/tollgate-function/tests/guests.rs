@@ -268,7 +268,7 @@ async fn hostile(wasm: &[u8], kind: ErrorKind, limits: Limits) -> Outcome {
     // The time limit plus a margin for instantiation, the epoch tick and a
     // busy CI machine.
     assert!(
-        o.duration < limits.time() + Duration::from_millis(250),
+        o.duration < limits.time() + Duration::from_millis(500),
         "took {:?}",
         o.duration
     );
@@ -735,7 +735,7 @@ async fn a_timed_out_function_does_not_starve_others_on_the_same_thread() {
         guests::INFINITE_LOOP_WASM,
         vec![],
         Limits {
-            time_us: 200_000,
+            time_us: 1_000_000,
             ..Limits::default()
         },
     )
@@ -744,8 +744,9 @@ async fn a_timed_out_function_does_not_starve_others_on_the_same_thread() {
     let quick = load(&rt, guests::COUNTER_WASM, vec![]).await;
     let (fast, fast_done) = race_with_a_loop(&looping, &quick).await;
     assert!(fast.is_allow());
+    // Well before the loop's 1 s limit: the loop yielded to it.
     assert!(
-        fast_done < Duration::from_millis(100),
+        fast_done < Duration::from_millis(500),
         "quick call waited {fast_done:?}"
     );
 }

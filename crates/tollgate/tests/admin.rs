@@ -227,22 +227,22 @@ fn a_serial_revoked_through_the_api_is_refused_on_the_next_connection() {
     let laptop = s.pki.client("laptop.example");
     request(proxy.addr, client(&s, &laptop), "/", &[]).ok_json();
 
+    // The client is ready before the write, so that its connection starts
+    // right after the acknowledgement.
+    let laptop_config = client(&s, &laptop);
     let etag = api.etag("revoked");
     let path = format!("/kvs/revoked/keys/{}", serial(&laptop));
     let put = api.write("PUT", &path, &etag, r#"{"Value":"stolen"}"#);
     assert_eq!(put.status, 200, "{}", put.text());
     let acknowledged = Instant::now();
-    let laptop_config = client(&s, &laptop);
-    let started = acknowledged.elapsed();
     let seen = request(proxy.addr, laptop_config, "/", &[]);
     eprintln!(
         "refused {:?} after the acknowledgement",
         acknowledged.elapsed()
     );
-    // A connection started within 100 ms of the acknowledgement is refused:
-    // the change is in effect before the API answers.
+    // The first connection after the acknowledgement is refused: the change
+    // is in effect before the API answers.
     assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
-    assert!(started < Duration::from_millis(100), "{started:?}");
     let record = proxy.connection(2);
     assert_eq!(
         record["connectionStatus"],
@@ -757,6 +757,7 @@ fn functions_go_from_development_to_live_without_dropping_connections() {
         .status,
         412
     );
+    let valid_config = client(&s, &valid);
     let published = api.call(
         "POST",
         "/functions/revocation/publish",
@@ -765,15 +766,12 @@ fn functions_go_from_development_to_live_without_dropping_connections() {
     );
     assert_eq!(published.status, 200, "{}", published.text());
     let acknowledged = Instant::now();
-    let valid_config = client(&s, &valid);
-    let started = acknowledged.elapsed();
     let seen = request(proxy.addr, valid_config, "/", &[]);
     eprintln!(
         "refused {:?} after the acknowledgement",
         acknowledged.elapsed()
     );
     assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
-    assert!(started < Duration::from_millis(100), "{started:?}");
     assert_eq!(
         proxy.connection(3)["connectionStatus"],
         "Failed:ConnectionFunctionDenied"
@@ -1218,20 +1216,11 @@ fn a_call_in_flight_finishes_on_the_version_it_started_with() {
         let started = Instant::now();
         (request(addr, slow_client, "/", &[]), started.elapsed())
     });
-    // Wait until the slow call is running.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !api
-        .get("/metrics")
-        .text()
-        .contains("tollgate_active_connections{listener=\"e2e\"} 1")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the slow connection never arrived"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    // Wait until the slow call is running: its handshake is counted just
+    // before the function is called (the connection's plan, with the old
+    // version, was fixed when it was accepted). Then publish at once: the
+    // call has at most its 1 s limit left.
+    api.wait_for_metric("tollgate_handshake_duration_seconds_count{listener=\"e2e\"} 1");
 
     // Publish it while the slow call runs.
     let publishing = Instant::now();

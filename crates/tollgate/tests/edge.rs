@@ -616,7 +616,7 @@ fn an_http2_connection_with_only_pings_is_closed_as_idle() {
     let s = setup();
     let proxy = s.start(
         REQUIRED,
-        "[listener.http]\nheader_read_timeout = \"500ms\"\nidle_timeout = \"1s\"",
+        "[listener.http]\nheader_read_timeout = \"500ms\"\nidle_timeout = \"2s\"",
     );
     let mut stream = raw_h2(&s, &proxy, "pinger", std::time::Duration::from_millis(100));
     let start = std::time::Instant::now();
@@ -646,7 +646,7 @@ fn an_http2_connection_with_only_pings_is_closed_as_idle() {
     );
     let closed = closed.expect("a connection with only PINGs is closed as idle");
     assert!(
-        closed >= std::time::Duration::from_millis(900),
+        closed >= std::time::Duration::from_millis(1800),
         "closed before idle_timeout: {closed:?}"
     );
     assert_eq!(s.origin.requests(), 0);
@@ -661,7 +661,7 @@ fn a_request_after_an_idle_goaway_is_answered_before_the_drop() {
     let s = setup();
     let proxy = s.start(
         REQUIRED,
-        "[listener.http]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"500ms\"",
+        "[listener.http]\nheader_read_timeout = \"2s\"\nidle_timeout = \"500ms\"",
     );
     let mut stream = raw_h2(&s, &proxy, "late", std::time::Duration::from_secs(10));
     // Frames as (type, stream), until `until` matches or the connection ends.
@@ -684,9 +684,11 @@ fn a_request_after_an_idle_goaway_is_answered_before_the_drop() {
     };
     // Idle: the proxy sends GOAWAY (type 7).
     assert!(read_until(&mut stream, &|t, _| t == 7), "no GOAWAY");
-    // A request anyway, on stream 1, which the origin answers 1 s later
-    // (HPACK: :method GET, :scheme https, :path /?delay=1000, :authority).
-    let path = b"/?delay=1000";
+    // A request anyway, on stream 1, which the origin answers 3 s later,
+    // after the 2 s drop grace (for HTTP/2, `header_read_timeout`) would have
+    // run out (HPACK: :method GET, :scheme https, :path /?delay=3000,
+    // :authority).
+    let path = b"/?delay=3000";
     let mut block = vec![0x82, 0x87, 0x44, path.len() as u8];
     block.extend_from_slice(path);
     block.extend_from_slice(&[0x41, 9]);
@@ -709,7 +711,7 @@ fn a_request_after_an_idle_goaway_is_answered_before_the_drop() {
 #[test]
 fn an_origin_that_stalls_mid_body_is_cut_off() {
     let s = setup();
-    let proxy = s.start(REQUIRED, "response_timeout = \"500ms\"");
+    let proxy = s.start(REQUIRED, "response_timeout = \"1s\"");
     let config = s.client(Some(&s.pki.client("stalled")));
     let start = std::time::Instant::now();
     let seen = request(proxy.addr, config.clone(), "/?stall=5000", &[]);

@@ -363,7 +363,7 @@ fn the_connection_cap_holds_new_connections_until_one_closes() {
         &[b"http/1.1"],
     );
     let first = client.clone();
-    let holder = std::thread::spawn(move || request(addr, first, "/?delay=1200", &[]));
+    let holder = std::thread::spawn(move || request(addr, first, "/?delay=2500", &[]));
     while origin.requests() == 0 {
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -175,10 +175,10 @@ impl Session {
         head.split_whitespace().nth(1)?.parse().ok()
     }
 
-    /// Waits up to 5 s for the proxy to close the connection.
+    /// Waits up to 10 s for the proxy to close the connection.
     pub fn closed_by_proxy(&mut self) -> bool {
         use std::io::Read;
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(10);
         self.stream
             .sock
             .set_read_timeout(Some(Duration::from_millis(100)))

@@ -253,10 +253,16 @@ impl Drop for Proxy {
     }
 }
 
+/// The complete lines of a JSON-lines log (a line still being written, not
+/// yet ended by its newline, is left for the next read).
 pub fn read_records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&bytes[..0], |end| &bytes[..=end]);
+    let text = std::str::from_utf8(complete).expect("log lines are UTF-8");
+    text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad log line {l:?}: {e}")))
         .collect()
 }
