@@ -575,10 +575,12 @@ impl WarmPool {
     }
 
     /// Keeps `warm` if it may serve another call and the runtime has room.
-    fn put(&self, warm: Warm) {
+    fn put(&self, mut warm: Warm) {
         if warm.calls >= self.shared.max_calls_per_instance {
             return;
         }
+        // Outside the shard's lock.
+        warm.store.data_mut().end_call();
         let cap = self.shared.idle_cap;
         for shard in self.order() {
             let Ok(mut kept) = shard.try_lock() else {
@@ -592,8 +594,6 @@ impl WarmPool {
                 })
                 .is_ok();
             if room {
-                let mut warm = warm;
-                warm.store.data_mut().end_call();
                 kept.push(warm);
             }
             return;
