@@ -606,8 +606,15 @@ fn the_documented_revocation_example_works() {
         script
             .replace("127.0.0.1:9901", &api.addr.to_string())
             .replace("4a3f5c92d1e87b6c", &serial(&laptop))
+            // The answer's status line and headers too, should it fail.
+            .replace("curl -s -X PUT", "curl -s -i -X PUT")
     });
-    assert!(stdout.contains("\"ETag\""), "{stdout}");
+    assert!(
+        stdout.starts_with("HTTP/1.1 200") && stdout.contains("\"ETag\""),
+        "{stdout}\nthe store now: {}\nproxy stderr:\n{}",
+        api.get("/kvs/revoked").text(),
+        proxy.stderr()
+    );
     let seen = request(proxy.addr, client(&s, &laptop), "/", &[]);
     assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
     assert_eq!(
