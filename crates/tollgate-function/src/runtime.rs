@@ -153,7 +153,7 @@ pub struct Runtime {
 /// What functions share with their runtime; the epoch ticker stops when the
 /// runtime and all its functions are gone.
 struct Shared {
-    _ticker: EpochTicker,
+    ticker: EpochTicker,
     epoch_tick: Duration,
     permits: tokio::sync::Semaphore,
     /// [`RuntimeConfig::max_calls_per_instance`].
@@ -165,34 +165,110 @@ struct Shared {
     idle_cap: u32,
 }
 
+/// Advances the engine's epoch every tick while guest code may run, and
+/// sleeps once no call has run for [`IDLE_BEFORE_SLEEP`]: a proxy without
+/// functions, or an idle one, is not woken a thousand times a second. A call
+/// wakes it before any guest code runs ([`EpochTicker::hold`]).
 struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    state: Arc<TickerState>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// How long the ticker goes on ticking after the last call.
+const IDLE_BEFORE_SLEEP: Duration = Duration::from_millis(100);
+
+struct TickerState {
+    stop: AtomicBool,
+    /// Calls and trial instantiations under way (holders of [`Ticking`]).
+    running: AtomicUsize,
+    /// The ticker is asleep, or about to be; a holder that sees it clears it
+    /// and wakes the thread.
+    asleep: AtomicBool,
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+/// While one is held, the epoch advances.
+pub(crate) struct Ticking<'a>(&'a TickerState);
+
+impl Drop for Ticking<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl EpochTicker {
     fn start(engine: Engine, tick: Duration) -> std::io::Result<EpochTicker> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let state = Arc::new(TickerState {
+            stop: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
+            asleep: AtomicBool::new(false),
+            thread: std::sync::OnceLock::new(),
+        });
+        let idle_ticks = (IDLE_BEFORE_SLEEP.as_nanos() / tick.as_nanos().max(1)).max(1);
+        let ticker = state.clone();
         let thread = std::thread::Builder::new()
             .name("tollgate-epoch".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
+                let state = ticker;
+                let mut idle = 0u128;
+                while !state.stop.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
                     engine.increment_epoch();
+                    if state.running.load(Ordering::SeqCst) > 0 {
+                        idle = 0;
+                        continue;
+                    }
+                    idle += 1;
+                    if idle < idle_ticks {
+                        continue;
+                    }
+                    // Say so first, then look again: a call that began in
+                    // between either is seen here or sees `asleep` (both
+                    // sides write, then read, in one total order).
+                    state.asleep.store(true, Ordering::SeqCst);
+                    if state.running.load(Ordering::SeqCst) == 0 {
+                        while state.asleep.load(Ordering::SeqCst)
+                            && !state.stop.load(Ordering::SeqCst)
+                        {
+                            std::thread::park();
+                        }
+                    }
+                    state.asleep.store(false, Ordering::SeqCst);
+                    idle = 0;
                 }
             })?;
+        let _ = state.thread.set(thread.thread().clone());
         Ok(EpochTicker {
-            stop,
+            state,
             thread: Some(thread),
         })
+    }
+
+    /// Keeps the epoch advancing until the guard is dropped; wakes the
+    /// ticker if it sleeps. Taken before any guest code runs.
+    fn hold(&self) -> Ticking<'_> {
+        let state = &*self.state;
+        state.running.fetch_add(1, Ordering::SeqCst);
+        if state.asleep.load(Ordering::SeqCst)
+            && state.asleep.swap(false, Ordering::SeqCst)
+            && let Some(thread) = state.thread.get()
+        {
+            thread.unpark();
+        }
+        Ticking(state)
+    }
+
+    /// Whether the ticker is ticking (not asleep for want of calls).
+    fn ticking(&self) -> bool {
+        !self.state.asleep.load(Ordering::SeqCst)
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.state.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
@@ -270,7 +346,7 @@ impl Runtime {
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
             .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch thread: {e}")))?;
         let shared = Arc::new(Shared {
-            _ticker: ticker,
+            ticker,
             epoch_tick: config.epoch_tick,
             permits: tokio::sync::Semaphore::new(n as usize),
             max_calls_per_instance: config.max_calls_per_instance,
@@ -284,6 +360,12 @@ impl Runtime {
             config,
             engine_hash,
         })
+    }
+
+    /// Whether the epoch ticker is running: it goes to sleep once no call
+    /// has run for 100 ms, and the next call wakes it.
+    pub fn epoch_ticking(&self) -> bool {
+        self.shared.ticker.ticking()
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -345,7 +427,9 @@ impl Runtime {
             }),
         };
         // Instantiate once, without calling it: a component that needs more
-        // memory or tables than its limits allow is refused now.
+        // memory or tables than its limits allow is refused now. (Its start
+        // code runs: under the time limit, so with the epoch advancing.)
+        let _ticking = self.shared.ticker.hold();
         let output = SharedOutput::new(function.inner.limits.output_bytes);
         let (mut store, meter) = function.new_store(Arc::new(ConnectionInfo::for_test()), output);
         let instantiated = Metered {
@@ -942,6 +1026,8 @@ impl Function {
                 None,
             );
         };
+        // Before any guest code runs (instantiation included).
+        let _ticking = self.inner.shared.ticker.hold();
         let output = SharedOutput::new(limits.output_bytes);
         // A kept instance, rebound to this call; or a fresh one.
         let (mut store, meter, kept, served) = match self.inner.warm.take() {

@@ -710,6 +710,43 @@ async fn kept_instances_never_take_the_slots_other_functions_need() {
     assert!(made < 144, "{made}");
 }
 
+/// The epoch ticker sleeps once calls stop, and a call that starts while it
+/// sleeps wakes it: a looping function is still stopped at its limit.
+#[tokio::test]
+async fn the_epoch_ticker_sleeps_when_idle_and_a_call_wakes_it() {
+    let rt = runtime();
+    let looping = load(&rt, guests::INFINITE_LOOP_WASM, vec![]).await;
+    assert!(looping.runs_inline());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while rt.epoch_ticking() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ticker never went to sleep"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // On its own thread: if nothing stopped it, it would spin forever.
+    let (done, outcome) = std::sync::mpsc::channel();
+    let call = looping.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _ = done.send(rt.block_on(call.call(Arc::new(ConnectionInfo::for_test()))));
+    });
+    let o = outcome
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a call made while the ticker slept was never stopped");
+    assert_eq!(error_kind(&o), Some(ErrorKind::Timeout), "{o:?}");
+    assert!(
+        o.duration < looping.limits().time() + Duration::from_millis(500),
+        "took {:?}",
+        o.duration
+    );
+    assert!(rt.epoch_ticking(), "the call did not wake the ticker");
+}
+
 /// Starts `looping` (which times out), then `quick`, on the same thread;
 /// returns the quick call's outcome and when it finished.
 async fn race_with_a_loop(looping: &Function, quick: &Function) -> (Outcome, Duration) {

@@ -167,6 +167,10 @@ max_store_bytes = 268435456
     .into_iter()
     .filter(|(name, _)| only.is_empty() || name.contains(only.as_str()))
     .collect();
+    assert!(
+        !variants.is_empty(),
+        "BENCH_ONLY={only:?} is part of no variant's name"
+    );
     let groups: Vec<Vec<(&str, Option<&str>)>> = if interleave {
         vec![variants.clone()]
     } else {
