@@ -537,11 +537,7 @@ fn check_refuses_an_admin_api_without_a_token_or_off_loopback_without_tls() {
     ];
     for (config, expected) in cases {
         let path = write(s.path(), "check.toml", &config);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = check_config(&path);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "{stdout}");
         assert!(stdout.contains(expected), "{expected:?} not in\n{stdout}");
@@ -549,11 +545,7 @@ fn check_refuses_an_admin_api_without_a_token_or_off_loopback_without_tls() {
     // A short token is refused too.
     write(s.path(), "admin.token", "short");
     let path = write(s.path(), "check.toml", &base);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check_config(&path);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("at least 16"));
 }
@@ -569,11 +561,7 @@ fn a_token_file_readable_by_others_is_a_warning() {
     let base = config_for(s.origin.addr, REQUIRED, &extra(""));
     let path = write(s.path(), "check.toml", &base);
     let check = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = check_config(&path);
         assert!(
             out.status.success(),
             "{}",
@@ -1175,11 +1163,7 @@ fn the_admin_api_speaks_https_when_given_a_certificate() {
         "address = \"0.0.0.0:9901\"\ntoken_file",
     );
     let path = write(s.path(), "check.toml", &config);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check_config(&path);
     assert!(
         out.status.success(),
         "{}",
@@ -1257,4 +1241,13 @@ fn a_call_in_flight_finishes_on_the_version_it_started_with() {
         .unwrap_or_else(|| panic!("{records:?}"));
     assert!(old["reason"].as_str().unwrap().contains("timeout"), "{old}");
     assert!(records.iter().any(|r| r["connectionStatus"] == "Success"));
+}
+
+/// `tollgate check --config PATH`.
+fn check_config(path: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
 }

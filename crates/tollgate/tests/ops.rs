@@ -39,11 +39,12 @@ const REQUIRED: &str = "mode = \"required\"\ntrust_store = \"trust.pem\"";
 
 #[test]
 fn curl_sees_each_outcome_and_http2_works() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new();
-    pki.write(dir.path());
-    let origin = Origin::start(None);
-    let proxy = Proxy::start(dir.path(), &config_for(origin.addr, REQUIRED, ""));
+    let Env {
+        dir,
+        pki,
+        origin,
+        proxy,
+    } = Env::required("");
     let (cert, key) = pki.client("curl.example").write(dir.path(), "client");
     let cert_args = [
         "--cert",
@@ -286,18 +287,12 @@ fn term_during_request(proxy: &Proxy, pki: &Pki, origin: &Origin, path: &str) ->
 
 #[test]
 fn sigterm_lets_in_flight_requests_finish() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new();
-    pki.write(dir.path());
-    let origin = Origin::start(None);
-    let mut proxy = Proxy::start(
-        dir.path(),
-        &config_for(
-            origin.addr,
-            REQUIRED,
-            "[listener.limits]\nshutdown_grace = \"10s\"",
-        ),
-    );
+    let Env {
+        dir: _dir,
+        pki,
+        origin,
+        mut proxy,
+    } = Env::required("[listener.limits]\nshutdown_grace = \"10s\"");
     let seen = term_during_request(&proxy, &pki, &origin, "/?delay=1500");
     assert!(matches!(seen, Seen::Http(200, _)), "{seen:?}");
     let start = Instant::now();
@@ -344,18 +339,12 @@ fn sigterm_uses_the_grace_period_of_the_current_configuration() {
 
 #[test]
 fn the_connection_cap_holds_new_connections_until_one_closes() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new();
-    pki.write(dir.path());
-    let origin = Origin::start(None);
-    let proxy = Proxy::start(
-        dir.path(),
-        &config_for(
-            origin.addr,
-            REQUIRED,
-            "[listener.limits]\nmax_connections = 1",
-        ),
-    );
+    let Env {
+        dir: _dir,
+        pki,
+        origin,
+        proxy,
+    } = Env::required("[listener.limits]\nmax_connections = 1");
     let addr = proxy.addr;
     let client = client_config(
         &pki.server_ca.pem(),
@@ -379,16 +368,9 @@ fn the_connection_cap_holds_new_connections_until_one_closes() {
 
 #[test]
 fn sighup_reopens_log_files_after_rotation() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new();
-    pki.write(dir.path());
-    let origin = Origin::start(None);
-    let proxy = Proxy::start(dir.path(), &config_for(origin.addr, REQUIRED, ""));
-    let client = client_config(
-        &pki.server_ca.pem(),
-        Some(&pki.client("rotated")),
-        &[b"http/1.1"],
-    );
+    let env = Env::required("");
+    let (dir, proxy) = (&env.dir, &env.proxy);
+    let client = env.client("rotated");
     request(proxy.addr, client.clone(), "/", &[]).ok_json();
     // A keep-alive connection that spans the rotation.
     let mut session = common::admin::Session::open(proxy.addr, client.clone());
@@ -416,16 +398,9 @@ fn sighup_reopens_log_files_after_rotation() {
 /// sink is the one already in use.
 #[test]
 fn a_reload_whose_log_file_cannot_be_opened_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new();
-    pki.write(dir.path());
-    let origin = Origin::start(None);
-    let proxy = Proxy::start(dir.path(), &config_for(origin.addr, REQUIRED, ""));
-    let client = client_config(
-        &pki.server_ca.pem(),
-        Some(&pki.client("logged")),
-        &[b"http/1.1"],
-    );
+    let env = Env::required("");
+    let (dir, proxy) = (&env.dir, &env.proxy);
+    let client = env.client("logged");
     request(proxy.addr, client.clone(), "/", &[]).ok_json();
     proxy.connections(1);
     // The log path becomes a directory.
@@ -445,18 +420,12 @@ fn a_reload_whose_log_file_cannot_be_opened_is_refused() {
 /// A reload that changes a setting only a restart applies says so.
 #[test]
 fn a_reload_warns_about_settings_it_does_not_apply() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new();
-    pki.write(dir.path());
-    let origin = Origin::start(None);
-    let proxy = Proxy::start(
-        dir.path(),
-        &config_for(
-            origin.addr,
-            REQUIRED,
-            "[listener.limits]\nmax_connections = 100",
-        ),
-    );
+    let Env {
+        dir,
+        pki: _pki,
+        origin: _origin,
+        proxy,
+    } = Env::required("[listener.limits]\nmax_connections = 100");
     let text = std::fs::read_to_string(dir.path().join("tollgate.toml")).unwrap();
     write(
         dir.path(),
