@@ -167,6 +167,7 @@ async fn run(
                 .collect();
             match verifier.expiry_ignored(
                 &CertificateDer::from(leaf_der.as_slice()),
+                leaf.as_deref(),
                 &intermediates,
                 UnixTime::now(),
             ) {

@@ -283,10 +283,12 @@ impl ClientVerifier {
     ///
     /// Cheap when every certificate that could be on a path is inside its
     /// validity period (the common case); otherwise the chain is verified
-    /// again, and an error here means it no longer passes.
+    /// again, and an error here means it no longer passes. `leaf` is the end
+    /// entity as the caller already parsed it (None: it is parsed here).
     pub fn expiry_ignored(
         &self,
         end_entity: &CertificateDer<'_>,
+        leaf: Option<&tollgate_x509::CertInfo>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<bool, VerifyFailure> {
@@ -299,9 +301,11 @@ impl ClientVerifier {
             return Ok(false);
         }
         let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        let offered_valid = std::iter::once(end_entity)
-            .chain(intermediates)
-            .all(|der| tollgate_x509::CertInfo::parse(der).is_ok_and(|info| info.is_valid_at(at)));
+        let valid = |der: &CertificateDer<'_>| {
+            tollgate_x509::CertInfo::parse(der).is_ok_and(|info| info.is_valid_at(at))
+        };
+        let offered_valid = leaf.map_or_else(|| valid(end_entity), |info| info.is_valid_at(at))
+            && intermediates.iter().all(valid);
         if offered_valid && self.policy.trust.all_valid_at(at) {
             return Ok(false);
         }

@@ -266,7 +266,7 @@ fn expiry_ignored_is_the_verifiers_answer_for_its_path() {
             .is_ok()
     );
     assert_eq!(
-        ignoring.expiry_ignored(&der(&leaf), &offered, now),
+        ignoring.expiry_ignored(&der(&leaf), None, &offered, now),
         Ok(false)
     );
 
@@ -278,18 +278,39 @@ fn expiry_ignored_is_the_verifiers_answer_for_its_path() {
             .err(),
         Some(VerifyFailure::Expired)
     );
-    assert_eq!(ignoring.expiry_ignored(&der(&leaf), &[], later), Ok(true));
+    assert_eq!(
+        ignoring.expiry_ignored(&der(&leaf), None, &[], later),
+        Ok(true)
+    );
 
     // A leaf not valid yet, now.
     assert_eq!(
-        ignoring.expiry_ignored(&der(&early_leaf), &[], now),
+        ignoring.expiry_ignored(&der(&early_leaf), None, &[], now),
         Ok(true)
     );
     // A valid one, now.
-    assert_eq!(ignoring.expiry_ignored(&der(&leaf), &[], now), Ok(false));
+    assert_eq!(
+        ignoring.expiry_ignored(&der(&leaf), None, &[], now),
+        Ok(false)
+    );
+    // The same answers from a leaf the caller already parsed.
+    let parsed = |c: &CertificateDer<'_>| tollgate_x509::CertInfo::parse(c).unwrap();
+    assert_eq!(
+        ignoring.expiry_ignored(&der(&leaf), Some(&parsed(&der(&leaf))), &[], now),
+        Ok(false)
+    );
+    assert_eq!(
+        ignoring.expiry_ignored(
+            &der(&early_leaf),
+            Some(&parsed(&der(&early_leaf))),
+            &[],
+            now
+        ),
+        Ok(true)
+    );
     // Without ignore_expiry the question does not arise.
     assert_eq!(
-        verifier(false).expiry_ignored(&der(&early_leaf), &[], now),
+        verifier(false).expiry_ignored(&der(&early_leaf), None, &[], now),
         Ok(false)
     );
     // A root that expires before its intermediate: after its notAfter it no
@@ -334,7 +355,7 @@ fn expiry_ignored_is_the_verifiers_answer_for_its_path() {
         Some(VerifyFailure::Expired)
     );
     assert_eq!(
-        short(true).expiry_ignored(&der(&leaf2), &offered2, after_root),
+        short(true).expiry_ignored(&der(&leaf2), None, &offered2, after_root),
         Ok(true)
     );
 
@@ -343,5 +364,9 @@ fn expiry_ignored_is_the_verifiers_answer_for_its_path() {
         .client("x")
         .valid_days(-10, -5)
         .build();
-    assert!(ignoring.expiry_ignored(&der(&stranger), &[], now).is_err());
+    assert!(
+        ignoring
+            .expiry_ignored(&der(&stranger), None, &[], now)
+            .is_err()
+    );
 }
