@@ -26,6 +26,7 @@ const ARTIFACTS: &[(&str, &str)] = &[
     ("GUEST_ERROR", "guest_guest_error.wasm"),
     ("INSPECT", "guest_inspect.wasm"),
     ("COUNTER", "guest_counter.wasm"),
+    ("REPLAY", "guest_replay.wasm"),
     ("KEEP_HANDLE", "guest_keep_handle.wasm"),
     ("SANDBOX_ESCAPE", "guest_sandbox_escape.wasm"),
     ("SLEEP", "guest_sleep.wasm"),

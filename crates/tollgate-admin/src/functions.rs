@@ -441,6 +441,6 @@ pub async fn test(reloader: &Reloader, name: &str, query: &str, body: &[u8]) -> 
     let function = compile_record(&state, &reloader.runtime(), &reloader.stores(), &record)
         .await
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "InvalidFunction", e))?;
-    let outcome = function.call(Arc::new(conn)).await;
+    let outcome = function.run(Arc::new(conn)).await;
     Ok(json_response(StatusCode::OK, &outcome))
 }

@@ -101,6 +101,8 @@ pub struct RuntimeSection {
     pub max_inline_time: Duration,
     /// Calls one function instance may serve; 1: a fresh instance per call.
     pub max_calls_per_instance: u32,
+    /// Memory per function version for replaying earlier calls; 0: off.
+    pub replay_bytes: usize,
 }
 
 impl Default for RuntimeSection {
@@ -110,6 +112,7 @@ impl Default for RuntimeSection {
             cache_dir: None,
             max_inline_time: Duration::from_millis(10),
             max_calls_per_instance: 1,
+            replay_bytes: 32 << 20,
         }
     }
 }

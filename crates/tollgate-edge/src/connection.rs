@@ -205,8 +205,11 @@ async fn run(
         Some((function, on_error)) => {
             let outcome = function.call(info.clone()).await;
             let function_metrics = plan.metrics.function.as_ref();
-            if let Some((seconds, _)) = function_metrics {
-                seconds.observe(outcome.duration);
+            if let Some(m) = function_metrics {
+                m.seconds.observe(outcome.duration);
+                if outcome.replayed {
+                    m.replays.inc();
+                }
             }
             if let Some(err) = &outcome.error {
                 metrics
@@ -214,13 +217,14 @@ async fn run(
                     .with(&[function.name(), err.kind.as_str()])
                     .inc();
             } else if outcome.decision == Decision::Deny
-                && let Some((_, denies)) = function_metrics
+                && let Some(m) = function_metrics
             {
-                denies.inc();
+                m.denies.inc();
             }
             record.function_name = Some(function.name().to_owned());
             record.function_duration = Some(millis(outcome.duration));
             record.function_compute_utilization = Some(u32::from(outcome.compute_utilization));
+            record.function_replayed = outcome.replayed;
             record.connection_log_custom_data = outcome.custom_data.clone();
             match (&outcome.error, outcome.decision) {
                 (Some(err), _) => {

@@ -71,12 +71,16 @@ pub struct ListenerMetrics {
     pub active: Arc<tollgate_metrics::Gauge>,
     pub handshake: Arc<tollgate_metrics::Histogram>,
     pub success: Arc<tollgate_metrics::Counter>,
-    /// Duration and denies of the listener's function, by its name (a
-    /// published version keeps the name, so these stay right).
-    pub function: Option<(
-        Arc<tollgate_metrics::Histogram>,
-        Arc<tollgate_metrics::Counter>,
-    )>,
+    /// The listener's function's series, by its name (a published version
+    /// keeps the name, so these stay right).
+    pub function: Option<FunctionMetrics>,
+}
+
+/// Duration, denies and replays of one function.
+pub struct FunctionMetrics {
+    pub seconds: Arc<tollgate_metrics::Histogram>,
+    pub denies: Arc<tollgate_metrics::Counter>,
+    pub replays: Arc<tollgate_metrics::Counter>,
 }
 
 impl ListenerMetrics {
@@ -86,8 +90,11 @@ impl ListenerMetrics {
             active: m.active_connections.with(&[listener]),
             handshake: m.handshake_seconds.with(&[listener]),
             success: m.connections.with(&[listener, "Success"]),
-            function: function
-                .map(|f| (m.function_seconds.with(&[f]), m.function_denies.with(&[f]))),
+            function: function.map(|f| FunctionMetrics {
+                seconds: m.function_seconds.with(&[f]),
+                denies: m.function_denies.with(&[f]),
+                replays: m.function_replays.with(&[f]),
+            }),
         }
     }
 }
@@ -756,6 +763,7 @@ fn runtime_config(section: &tollgate_config::RuntimeSection) -> RuntimeConfig {
         cache_dir: section.cache_dir.clone(),
         max_inline_time: section.max_inline_time,
         max_calls_per_instance: section.max_calls_per_instance,
+        replay_bytes: section.replay_bytes,
         ..RuntimeConfig::default()
     }
 }
@@ -767,6 +775,7 @@ fn same_runtime(running: &RuntimeConfig, wanted: &RuntimeConfig) -> bool {
         && running.cache_dir == wanted.cache_dir
         && running.max_inline_time == wanted.max_inline_time
         && running.max_calls_per_instance == wanted.max_calls_per_instance
+        && running.replay_bytes == wanted.replay_bytes
 }
 
 #[cfg(test)]
@@ -782,10 +791,12 @@ mod tests {
             cache_dir: Some("/var/cache/tollgate".into()),
             max_inline_time: Duration::ZERO,
             max_calls_per_instance: 50,
+            replay_bytes: 1 << 20,
         };
         let wanted = runtime_config(&section);
         assert_eq!(wanted.max_concurrent_calls, 7);
         assert_eq!(wanted.max_calls_per_instance, 50);
+        assert_eq!(wanted.replay_bytes, 1 << 20);
         assert_eq!(wanted.cache_dir, section.cache_dir);
         assert_eq!(wanted.max_inline_time, Duration::ZERO);
         assert!(same_runtime(&wanted, &runtime_config(&section)));
@@ -799,6 +810,11 @@ mod tests {
             ..section.clone()
         };
         assert!(!same_runtime(&wanted, &runtime_config(&reusing)));
+        let no_replay = tollgate_config::RuntimeSection {
+            replay_bytes: 0,
+            ..section.clone()
+        };
+        assert!(!same_runtime(&wanted, &runtime_config(&no_replay)));
         let bigger = tollgate_config::RuntimeSection {
             max_concurrent_calls: 8,
             ..section

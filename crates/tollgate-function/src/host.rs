@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::connection::{CertSource, ConnectionInfo};
 use crate::output::{ConsoleLevel, SharedOutput};
+use crate::replay::{self, Answer, Ask};
 use crate::runtime::StoreSet;
 
 wasmtime::component::bindgen!({
@@ -24,8 +25,9 @@ wasmtime::component::bindgen!({
     },
 });
 
+pub(crate) use tollgate::connection::kvs;
+use tollgate::connection::log;
 pub(crate) use tollgate::connection::types;
-use tollgate::connection::{kvs, log};
 
 /// The `connection` resource: there is one per call, the connection itself.
 pub struct ConnectionRes;
@@ -37,6 +39,7 @@ pub struct CertificateRes {
 
 /// The `store` resource: a snapshot, fixed for the whole call.
 pub struct StoreRes {
+    name: Box<str>,
     snapshot: Arc<Snapshot>,
 }
 
@@ -59,6 +62,10 @@ pub(crate) struct HostState {
     pub limiter: Limiter,
     /// Set by the epoch callback when it stops the guest for time.
     pub timed_out: bool,
+    /// The questions this call asked and their answers, while it may still
+    /// be replayed (see `replay.rs`); `None` when not recording or once the
+    /// call asked something a replay cannot ask again.
+    pub trace: Option<Vec<(Ask, Answer)>>,
 }
 
 impl HostState {
@@ -87,6 +94,7 @@ impl HostState {
             output,
             limiter,
             timed_out: false,
+            trace: None,
         }
     }
 
@@ -100,6 +108,30 @@ impl HostState {
         self.parsed = Vec::new();
         self.opened = Vec::new();
         self.wasi = None;
+        self.trace = None;
+    }
+
+    /// Answers a question of the connection or the stores, and records it.
+    fn ask(&mut self, ask: Ask) -> wasmtime::Result<Answer> {
+        let leaf = match self.parsed.first().and_then(OnceLock::get) {
+            Some(Ok(info)) => Some(&**info),
+            _ => None,
+        };
+        let answer = replay::answer(&ask, &self.conn, leaf, &self.stores, &mut self.opened)?;
+        if let Some(trace) = &mut self.trace {
+            if trace.len() < replay::MAX_QUESTIONS {
+                trace.push((ask, answer.clone()));
+            } else {
+                self.trace = None;
+            }
+        }
+        Ok(answer)
+    }
+
+    /// The call asked something a replay could not ask again (or that has
+    /// a new answer every time): it is not recorded.
+    pub fn unrepeatable(&mut self) {
+        self.trace = None;
     }
 
     pub fn table(&mut self) -> &mut ResourceTable {
@@ -131,22 +163,6 @@ impl HostState {
 
     fn cert_index(&self, res: &Resource<CertificateRes>) -> wasmtime::Result<usize> {
         Ok(self.table.get(res)?.index)
-    }
-
-    /// This call's snapshot of store `name`: every open of a store in one
-    /// call sees the same data, even if the store is updated meanwhile.
-    fn open_snapshot(&mut self, name: String) -> Result<Arc<Snapshot>, kvs::Error> {
-        if let Some((_, snapshot)) = self.opened.iter().find(|(n, _)| **n == *name) {
-            return Ok(snapshot.clone());
-        }
-        match self.stores.get(&name) {
-            Some(store) => {
-                let snapshot = store.snapshot();
-                self.opened.push((name.into_boxed_str(), snapshot.clone()));
-                Ok(snapshot)
-            }
-            None => Err(kvs::Error::NoSuchStore(name)),
-        }
     }
 
     /// The parsed certificate at `index`. A DER certificate is parsed on first
@@ -181,6 +197,10 @@ impl HostState {
         })
     }
 
+    fn store_name(&self, res: &Resource<StoreRes>) -> wasmtime::Result<Box<str>> {
+        Ok(self.table.get(res)?.name.clone())
+    }
+
     fn snapshot(&self, res: &Resource<StoreRes>) -> wasmtime::Result<&Snapshot> {
         Ok(&self.table.get(res)?.snapshot)
     }
@@ -194,6 +214,8 @@ enum Cert<'a> {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        // Clocks, randomness, stdio: nothing a replay asks again.
+        self.unrepeatable();
         let (output, wall_clock) = (&self.output, self.wall_clock);
         WasiCtxView {
             ctx: self
@@ -323,50 +345,81 @@ fn san(san: &tollgate_x509::SubjectAltName) -> types::SubjectAltName {
     }
 }
 
+/// An answer of another kind than the question's: a bug in `replay::answer`.
+fn mismatch(answer: Answer) -> wasmtime::Error {
+    wasmtime::format_err!("the host's answer {answer:?} does not fit the question")
+}
+
+fn text(answer: Answer) -> wasmtime::Result<String> {
+    match answer {
+        Answer::Text(text) => Ok(text),
+        other => Err(mismatch(other)),
+    }
+}
+
+fn maybe_text(answer: Answer) -> wasmtime::Result<Option<String>> {
+    match answer {
+        Answer::MaybeText(text) => Ok(text),
+        other => Err(mismatch(other)),
+    }
+}
+
 impl types::Host for HostState {}
 
 impl types::HostConnection for HostState {
     fn id(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<String> {
+        self.unrepeatable();
         Ok(self.conn.id.clone())
     }
 
     fn client_ip(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<types::IpAddress> {
-        Ok(ip_address(self.conn.client.ip()))
+        match self.ask(Ask::ClientIp)? {
+            Answer::Ip(ip) => Ok(ip_address(ip)),
+            other => Err(mismatch(other)),
+        }
     }
 
     fn client_port(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<u16> {
+        self.unrepeatable();
         Ok(self.conn.client.port())
     }
 
     fn server_ip(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<types::IpAddress> {
-        Ok(ip_address(self.conn.server.ip()))
+        match self.ask(Ask::ServerIp)? {
+            Answer::Ip(ip) => Ok(ip_address(ip)),
+            other => Err(mismatch(other)),
+        }
     }
 
     fn server_port(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<u16> {
-        Ok(self.conn.server.port())
+        match self.ask(Ask::ServerPort)? {
+            Answer::Port(port) => Ok(port),
+            other => Err(mismatch(other)),
+        }
     }
 
     fn sni(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<Option<String>> {
-        Ok(self.conn.sni.clone())
+        maybe_text(self.ask(Ask::Sni)?)
     }
 
     fn alpn(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<Option<String>> {
-        Ok(self.conn.alpn.clone())
+        maybe_text(self.ask(Ask::Alpn)?)
     }
 
     fn tls_version(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<String> {
-        Ok(self.conn.tls_version.clone())
+        text(self.ask(Ask::TlsVersion)?)
     }
 
     fn cipher_suite(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<String> {
-        Ok(self.conn.cipher_suite.clone())
+        text(self.ask(Ask::CipherSuite)?)
     }
 
     fn listener(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<String> {
-        Ok(self.conn.listener.clone())
+        text(self.ask(Ask::Listener)?)
     }
 
     fn handshake_duration_us(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<u64> {
+        self.unrepeatable();
         Ok(u64::try_from(self.conn.handshake_duration.as_micros()).unwrap_or(u64::MAX))
     }
 
@@ -374,6 +427,8 @@ impl types::HostConnection for HostState {
         &mut self,
         _: Resource<ConnectionRes>,
     ) -> wasmtime::Result<Option<Resource<CertificateRes>>> {
+        // A certificate's fields are not questions a replay asks.
+        self.unrepeatable();
         if self.conn.chain.is_empty() {
             return Ok(None);
         }
@@ -384,32 +439,24 @@ impl types::HostConnection for HostState {
         &mut self,
         _: Resource<ConnectionRes>,
     ) -> wasmtime::Result<Option<String>> {
-        // Hex of the serial's bytes at once, rather than the colon form
-        // stripped of its colons.
-        let Some(leaf) = self.conn.chain.first() else {
-            return Ok(None);
-        };
-        Ok(Some(match leaf {
-            CertSource::Der(der) => tollgate_x509::hex_lower(match self.parsed[0].get() {
-                Some(Ok(info)) => info.serial_bytes(),
-                _ => tollgate_x509::serial_bytes_from_der(der)
-                    .map_err(|e| wasmtime::format_err!("client certificate 0: {e}"))?,
-            }),
-            CertSource::Fields(f) => f.serial_number.replace(':', ""),
-        }))
+        maybe_text(self.ask(Ask::ClientSerialHex)?)
     }
 
     fn intermediates(
         &mut self,
         _: Resource<ConnectionRes>,
     ) -> wasmtime::Result<Vec<Resource<CertificateRes>>> {
+        self.unrepeatable();
         (1..self.conn.chain.len())
             .map(|index| Ok(self.table.push(CertificateRes { index })?))
             .collect()
     }
 
     fn expiry_ignored(&mut self, _: Resource<ConnectionRes>) -> wasmtime::Result<bool> {
-        Ok(self.conn.expiry_ignored)
+        match self.ask(Ask::ExpiryIgnored)? {
+            Answer::Bool(ignored) => Ok(ignored),
+            other => Err(mismatch(other)),
+        }
     }
 
     fn drop(&mut self, rep: Resource<ConnectionRes>) -> wasmtime::Result<()> {
@@ -559,18 +606,31 @@ impl kvs::Host for HostState {
         name: String,
         key: String,
     ) -> wasmtime::Result<Result<bool, kvs::Error>> {
-        Ok(self
-            .open_snapshot(name)
-            .map(|snapshot| snapshot.exists(&key)))
+        let store: Box<str> = name.into();
+        match self.ask(Ask::ExistsIn {
+            store: store.clone(),
+            key: key.into(),
+        })? {
+            Answer::Found(Some(found)) => Ok(Ok(found)),
+            Answer::Found(None) => Ok(Err(kvs::Error::NoSuchStore(store.into()))),
+            other => Err(mismatch(other)),
+        }
     }
 }
 
 impl kvs::HostStore for HostState {
     fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<StoreRes>, kvs::Error>> {
-        match self.open_snapshot(name) {
-            Ok(snapshot) => Ok(Ok(self.table.push(StoreRes { snapshot })?)),
-            Err(e) => Ok(Err(e)),
+        let name: Box<str> = name.into();
+        match self.ask(Ask::Open {
+            store: name.clone(),
+        })? {
+            Answer::Opened(true) => {}
+            Answer::Opened(false) => return Ok(Err(kvs::Error::NoSuchStore(name.into()))),
+            other => return Err(mismatch(other)),
         }
+        let snapshot = replay::open_in(&self.stores, &mut self.opened, &name)
+            .map_err(|_| wasmtime::format_err!("store {name} is not open"))?;
+        Ok(Ok(self.table.push(StoreRes { name, snapshot })?))
     }
 
     fn get(
@@ -578,13 +638,15 @@ impl kvs::HostStore for HostState {
         res: Resource<StoreRes>,
         key: String,
     ) -> wasmtime::Result<Result<Option<String>, kvs::Error>> {
-        Ok(match self.snapshot(&res)?.get(&key) {
-            None => Ok(None),
-            Some(bytes) => match std::str::from_utf8(bytes) {
-                Ok(text) => Ok(Some(text.to_owned())),
-                Err(_) => Err(kvs::Error::NotUtf8),
-            },
-        })
+        let store = self.store_name(&res)?;
+        match self.ask(Ask::Get {
+            store,
+            key: key.into(),
+        })? {
+            Answer::Value(Ok(value)) => Ok(Ok(value)),
+            Answer::Value(Err(())) => Ok(Err(kvs::Error::NotUtf8)),
+            other => Err(mismatch(other)),
+        }
     }
 
     fn get_bytes(
@@ -592,14 +654,30 @@ impl kvs::HostStore for HostState {
         res: Resource<StoreRes>,
         key: String,
     ) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self.snapshot(&res)?.get(&key).map(<[u8]>::to_vec))
+        let store = self.store_name(&res)?;
+        match self.ask(Ask::GetBytes {
+            store,
+            key: key.into(),
+        })? {
+            Answer::Bytes(value) => Ok(value),
+            other => Err(mismatch(other)),
+        }
     }
 
     fn exists(&mut self, res: Resource<StoreRes>, key: String) -> wasmtime::Result<bool> {
-        Ok(self.snapshot(&res)?.exists(&key))
+        let store = self.store_name(&res)?;
+        match self.ask(Ask::Exists {
+            store,
+            key: key.into(),
+        })? {
+            Answer::Bool(found) => Ok(found),
+            other => Err(mismatch(other)),
+        }
     }
 
     fn meta(&mut self, res: Resource<StoreRes>) -> wasmtime::Result<kvs::Meta> {
+        // Its etag and times change with every update: not worth recording.
+        self.unrepeatable();
         let meta = self.snapshot(&res)?.meta();
         Ok(kvs::Meta {
             key_count: meta.key_count,

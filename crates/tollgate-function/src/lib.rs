@@ -16,6 +16,11 @@
 //!   runs `on-connection`, and turns everything into an [`Outcome`]. A trap,
 //!   panic, timeout, memory exhaustion or oversize output is a deny carrying
 //!   an [`ErrorKind`]; the host never panics on guest behaviour.
+//! * Unless a call asks the host something it cannot ask again, its
+//!   questions and answers are recorded; a later call that gets the same
+//!   answers to the same questions (asked again, of its own connection and
+//!   the stores as they are then) has the earlier call's outcome without an
+//!   instance (`replay.rs`, [`RuntimeConfig::replay_bytes`]).
 //!
 //! Time is enforced by epoch interruption: a ticker thread advances the epoch
 //! (every millisecond by default), and at each tick a running guest is
@@ -30,6 +35,7 @@ mod host;
 mod limits;
 mod outcome;
 mod output;
+mod replay;
 mod runtime;
 mod wasi_io;
 

@@ -98,6 +98,10 @@ pub struct Outcome {
     /// Time the function ran on a CPU, as a percentage of its time limit
     /// (0-100).
     pub compute_utilization: u8,
+    /// The outcome of an earlier call with the same answers, replayed
+    /// without running the function (`RuntimeConfig::replay_bytes`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

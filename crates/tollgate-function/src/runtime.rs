@@ -28,6 +28,7 @@ use crate::host::{ConnectionFunction, ConnectionFunctionPre, ConnectionRes, Host
 use crate::limits::Limits;
 use crate::outcome::{Decision, ErrorKind, FunctionError, Outcome};
 use crate::output::{ConsoleLevel, SharedOutput};
+use crate::replay::{Recorded, Replays};
 
 /// Settings shared by every function of a runtime.
 #[derive(Debug, Clone)]
@@ -62,6 +63,13 @@ pub struct RuntimeConfig {
     /// ran out of time or kept a handle is dropped. Saves the instantiation,
     /// most of a small function's cost (docs/PERFORMANCE.md).
     pub max_calls_per_instance: u32,
+    /// Memory each function version may use to replay its earlier calls: a
+    /// call that asks the same questions of the host (the client's serial,
+    /// a store lookup, ...) and gets the same answers as an earlier one has
+    /// that call's outcome, without an instance (see `replay.rs`). When full
+    /// it starts over. 0 turns replay off. Only fresh-instance functions
+    /// replay (`max_calls_per_instance` = 1). Default 32 MiB.
+    pub replay_bytes: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -73,6 +81,7 @@ impl Default for RuntimeConfig {
             max_inline_time: Duration::from_millis(10),
             cache_dir: None,
             max_calls_per_instance: 1,
+            replay_bytes: 32 << 20,
         }
     }
 }
@@ -163,6 +172,15 @@ struct Shared {
     /// (the pool has room for as many again as the calls).
     idle: AtomicU32,
     idle_cap: u32,
+    /// [`RuntimeConfig::replay_bytes`]; 0 when functions keep instances.
+    replay_bytes: usize,
+}
+
+impl Shared {
+    /// A function version's replays, if calls replay.
+    fn replays(&self) -> Option<Replays> {
+        (self.replay_bytes > 0).then(|| Replays::new(self.replay_bytes))
+    }
 }
 
 /// Advances the engine's epoch every tick while guest code may run, and
@@ -352,6 +370,13 @@ impl Runtime {
             max_calls_per_instance: config.max_calls_per_instance,
             idle: AtomicU32::new(0),
             idle_cap,
+            // A kept instance carries state from call to call: its calls are
+            // not a function of their answers alone.
+            replay_bytes: if config.max_calls_per_instance > 1 {
+                0
+            } else {
+                config.replay_bytes
+            },
         });
         Ok(Runtime {
             engine,
@@ -423,6 +448,7 @@ impl Runtime {
                 shared: self.shared.clone(),
                 from_cache,
                 warm: WarmPool::new(self.shared.clone()),
+                replays: self.shared.replays(),
                 instantiations: AtomicU64::new(0),
             }),
         };
@@ -594,6 +620,8 @@ struct Inner {
     warm: WarmPool,
     /// Instances created for calls.
     instantiations: AtomicU64,
+    /// Earlier calls to replay; None when replay is off.
+    replays: Option<Replays>,
 }
 
 /// An instance kept between calls (see [`RuntimeConfig::max_calls_per_instance`]).
@@ -923,6 +951,8 @@ impl Function {
                 shared: i.shared.clone(),
                 from_cache: i.from_cache,
                 warm: WarmPool::new(i.shared.clone()),
+                // Other stores: other answers to the same questions.
+                replays: i.shared.replays(),
                 instantiations: AtomicU64::new(0),
             }),
         }
@@ -1005,13 +1035,33 @@ impl Function {
 
     /// Runs the function on one connection, in a fresh instance. Never fails:
     /// any error becomes a deny carrying the error's kind.
+    ///
+    /// If an earlier call asked the same questions and got the same answers,
+    /// its outcome is replayed instead ([`RuntimeConfig::replay_bytes`]).
     pub async fn call(&self, conn: Arc<ConnectionInfo>) -> Outcome {
         let span = tracing::debug_span!("connection_function", connection_id = %conn.id, function = %self.inner.name);
-        self.call_inner(conn).instrument(span).await
+        self.call_inner(conn, true).instrument(span).await
     }
 
-    async fn call_inner(&self, conn: Arc<ConnectionInfo>) -> Outcome {
+    /// Runs the function, never a replay: for the runner and the test API,
+    /// whose users want their code to run.
+    pub async fn run(&self, conn: Arc<ConnectionInfo>) -> Outcome {
+        let span = tracing::debug_span!("connection_function", connection_id = %conn.id, function = %self.inner.name);
+        self.call_inner(conn, false).instrument(span).await
+    }
+
+    /// Calls answered by a replay.
+    pub fn replays(&self) -> u64 {
+        self.inner.replays.as_ref().map_or(0, Replays::hits)
+    }
+
+    async fn call_inner(&self, conn: Arc<ConnectionInfo>, replay: bool) -> Outcome {
         let started = Instant::now();
+        let replays = self.inner.replays.as_ref().filter(|_| replay);
+        if let Some(recorded) = replays.and_then(|r| r.find(&conn, &self.inner.stores)) {
+            tracing::debug!(decision = %recorded.decision, "connection function replayed");
+            return recorded.outcome(started.elapsed());
+        }
         let limits = &self.inner.limits;
         let time_limit = limits.time();
         // The semaphore is never closed; a failure here would be a bug, and
@@ -1038,7 +1088,10 @@ impl Function {
                 (store, meter, Some(warm.on_connection), warm.calls)
             }
             None => {
-                let (store, meter) = self.new_store(conn, output.clone());
+                let (mut store, meter) = self.new_store(conn, output.clone());
+                if replays.is_some() {
+                    store.data_mut().trace = Some(Vec::new());
+                }
                 (store, meter, None, 0)
             }
         };
@@ -1084,6 +1137,7 @@ impl Function {
             Err(e) => (Err(e), None),
         };
 
+        let trace = store.data_mut().trace.take();
         let state = store.data();
         let mut out = output.lock();
         out.finish();
@@ -1112,6 +1166,28 @@ impl Function {
                 (Decision::Deny, None, Some(FunctionError { kind, message }))
             }
         };
+        // A call that ran to its end (a decision or its own error) on
+        // answers alone is recorded; a call stopped by a limit never is.
+        if let (Some(replays), Some(trace)) = (replays, trace)
+            && error
+                .as_ref()
+                .is_none_or(|e| e.kind == ErrorKind::FunctionError)
+            && !output_exceeded
+            && !state.timed_out
+            && !state.limiter.memory_exhausted
+            && !state.limiter.table_exhausted
+        {
+            replays.insert(
+                &trace,
+                Recorded {
+                    decision,
+                    reason: reason.clone(),
+                    error: error.clone(),
+                    custom_data: custom_data.clone(),
+                    console: console.clone(),
+                },
+            );
+        }
         let outcome = Outcome {
             decision,
             reason,
@@ -1120,6 +1196,7 @@ impl Function {
             console,
             duration: started.elapsed(),
             compute_utilization: utilization(compute, time_limit),
+            replayed: false,
         };
         tracing::debug!(
             decision = %outcome.decision,
@@ -1167,6 +1244,7 @@ fn failure(
         console: Vec::new(),
         duration: started.elapsed(),
         compute_utilization: utilization(compute, limit),
+        replayed: false,
     }
 }
 

@@ -33,10 +33,13 @@ pub struct WouldBlock;
 
 /// Links `wasi:io/error`, `wasi:io/poll` and `wasi:io/streams`.
 pub(crate) fn add_to_linker(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    // Streams and pollables: WASI, which a replay does not ask again.
     fn table(state: &mut HostState) -> Io<'_> {
+        state.unrepeatable();
         Io(state.table())
     }
     fn error_table(state: &mut HostState) -> &mut ResourceTable {
+        state.unrepeatable();
         state.table()
     }
     wasmtime_wasi::p2::bindings::io::error::add_to_linker::<HostState, ErrorData>(l, error_table)?;

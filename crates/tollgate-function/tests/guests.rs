@@ -129,8 +129,9 @@ async fn the_leaf_the_listener_parsed_is_used_not_parsed_again() {
 async fn revocation_sees_store_updates_on_the_next_call() {
     let ca = TestCa::root("Test CA");
     let cert = ca.client("c").serial(&[0x11, 0x22]).build();
-    // Fresh instances, and one instance serving every call.
-    for (rt, instances) in [(runtime(), 4), (reusing(1000), 1)] {
+    // Fresh instances (the second call with the same answers as an earlier
+    // one is a replay: two run), and one instance serving every call.
+    for (rt, instances) in [(runtime(), 2), (reusing(1000), 1)] {
         let revoked = store("revoked", &[]);
         let f = load(&rt, guests::REVOCATION_WASM, vec![revoked.clone()]).await;
         assert!(f.call(conn_with(&[&cert])).await.is_allow());
@@ -391,13 +392,21 @@ async fn an_error_returned_by_the_function_denies() {
 
 #[tokio::test]
 async fn every_call_gets_a_fresh_instance() {
-    let rt = runtime();
+    // Replay off: every call runs (with it on, this function, which asks
+    // nothing, would run once and be replayed).
+    let rt = Runtime::new(RuntimeConfig {
+        replay_bytes: 0,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
     let f = load(&rt, guests::COUNTER_WASM, vec![]).await;
     for _ in 0..5 {
         let o = f.call(Arc::new(ConnectionInfo::for_test())).await;
         assert_eq!(o.custom_data.as_deref(), Some("calls=1"));
+        assert!(!o.replayed);
     }
     assert_eq!(f.instantiations(), 5);
+    assert_eq!(f.replays(), 0);
 }
 
 fn reusing(max_calls_per_instance: u32) -> Runtime {
@@ -425,6 +434,9 @@ async fn an_instance_serves_at_most_max_calls_per_instance_calls() {
         ]
     );
     assert_eq!(f.instantiations(), 3);
+    // A kept instance's calls depend on more than their answers: never
+    // replayed (this guest asks nothing, so every call would be).
+    assert_eq!(f.replays(), 0);
 
     // The same on a fiber (a function allowed more than max_inline_time).
     let rt = Runtime::new(RuntimeConfig {
@@ -1013,4 +1025,232 @@ async fn a_crafted_json_connection_reaches_the_function() {
         value(&l, "kvs.exists_in.nostore"),
         "no key-value store named \"nostore\" is associated with this function"
     );
+}
+
+/// What a replay must reproduce: everything but the timing.
+fn decided(o: &Outcome) -> impl PartialEq + std::fmt::Debug {
+    (
+        o.decision,
+        o.reason.clone(),
+        o.error.clone(),
+        o.custom_data.clone(),
+        o.console.clone(),
+    )
+}
+
+/// A call whose every question has the answer an earlier call got is that
+/// call's outcome, replayed without an instance; a change in any one answer
+/// (a field of the connection, a store's data) runs the function again, and
+/// either way the outcome is the one running the function gives.
+#[tokio::test]
+async fn a_call_is_replayed_only_when_every_answer_is_the_same() {
+    let ca = TestCa::root("Test CA");
+    let alice = ca.client("alice").serial(&[0x0a, 0x11]).build();
+    let bob = ca.client("bob").serial(&[0x0b, 0x22]).build();
+    let data = store("data", &[("k", "v")]);
+    let rt = runtime();
+    let f = load(&rt, guests::REPLAY_WASM, vec![data.clone()]).await;
+    let base = {
+        let mut conn = ConnectionInfo::for_test();
+        conn.chain = vec![CertSource::Der(alice.der.clone())];
+        conn
+    };
+    // Runs the function (never a replay) for the expected outcome, then
+    // calls it twice: the first call must run, the second replay.
+    let check = async |conn: ConnectionInfo, what: &str| {
+        let conn = Arc::new(conn);
+        let truth = f.run(conn.clone()).await;
+        assert!(truth.is_allow(), "{what}: {truth:?}");
+        let (made, replayed) = (f.instantiations(), f.replays());
+        let first = f.call(conn.clone()).await;
+        assert!(!first.replayed, "{what}: replayed on a new answer");
+        assert_eq!(f.instantiations(), made + 1, "{what}");
+        assert_eq!(decided(&first), decided(&truth), "{what}");
+        let second = f.call(conn).await;
+        assert!(second.replayed, "{what}: not replayed");
+        assert_eq!(f.instantiations(), made + 1, "{what}");
+        assert_eq!(f.replays(), replayed + 1, "{what}");
+        assert_eq!(decided(&second), decided(&truth), "{what}");
+        truth
+    };
+    let truth = check(base.clone(), "first call").await;
+    assert_eq!(truth.custom_data.as_deref(), Some("asked:0a11"));
+
+    // What the function never asks does not matter.
+    let mut other = base.clone();
+    other.id = tollgate_function::new_connection_id();
+    other.client.set_port(40_000);
+    other.handshake_duration = Duration::from_millis(3);
+    let o = f.call(Arc::new(other)).await;
+    assert!(o.replayed, "{o:?}");
+    assert_eq!(decided(&o), decided(&truth));
+
+    // Each answer the function gets, changed alone.
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    type Change = fn(&mut ConnectionInfo, IpAddr);
+    let variants: Vec<(&str, Change)> = vec![
+        ("client ip", |c, ip| c.client.set_ip(ip)),
+        ("server ip", |c, ip| c.server.set_ip(ip)),
+        ("server port", |c, _| c.server.set_port(9443)),
+        ("sni", |c, _| c.sni = Some("api.example.com".into())),
+        ("alpn", |c, _| c.alpn = Some("http/1.1".into())),
+        ("tls version", |c, _| c.tls_version = "TLSv1.2".into()),
+        ("cipher", |c, _| {
+            c.cipher_suite = "TLS_AES_256_GCM_SHA384".into()
+        }),
+        ("listener", |c, _| c.listener = "other".into()),
+        ("expiry ignored", |c, _| c.expiry_ignored = true),
+    ];
+    for (what, change) in variants {
+        let mut conn = base.clone();
+        change(&mut conn, ip);
+        check(conn, what).await;
+    }
+    let mut conn = base.clone();
+    conn.chain = vec![CertSource::Der(bob.der.clone())];
+    let truth = check(conn.clone(), "serial").await;
+    assert_eq!(truth.custom_data.as_deref(), Some("asked:0b22"));
+    conn.chain.clear();
+    check(conn, "no certificate").await;
+
+    // The stores' data: a lookup is asked again on every replay.
+    data.import_json(kvs_json([("k", "w")]).as_bytes())
+        .expect("import");
+    let truth = check(base.clone(), "a value").await;
+    assert!(
+        truth.console.iter().any(|l| l.text == "get.k=Some(\"w\")"),
+        "{truth:?}"
+    );
+    data.import_json(kvs_json([("k", "w"), ("0a11", "")]).as_bytes())
+        .expect("import");
+    let truth = check(base.clone(), "a key").await;
+    assert!(
+        truth.console.iter().any(|l| l.text == "revoked=Ok(true)"),
+        "{truth:?}"
+    );
+    data.import_json(kvs_json([("k", "v")]).as_bytes())
+        .expect("import");
+    // Back to the first call's answers: its path is still there.
+    let o = f.call(Arc::new(base)).await;
+    assert!(o.replayed);
+}
+
+/// The canonical case: a revoked serial is denied by the next call, replay
+/// or not, and the revocation's outcomes are replayed.
+#[tokio::test]
+async fn revocation_replays_and_a_revocation_applies_at_once() {
+    let ca = TestCa::root("Test CA");
+    let cert = ca.client("c").serial(&[0x11, 0x22]).build();
+    let revoked = store("revoked", &[]);
+    let rt = runtime();
+    let f = load(&rt, guests::REVOCATION_WASM, vec![revoked.clone()]).await;
+    for _ in 0..3 {
+        let o = f.call(conn_with(&[&cert])).await;
+        assert!(o.is_allow());
+        assert_eq!(o.custom_data.as_deref(), Some("VALID:1122"));
+    }
+    assert_eq!((f.instantiations(), f.replays()), (1, 2));
+    revoked
+        .import_json(kvs_json([("1122", "")]).as_bytes())
+        .expect("import");
+    for replayed in [false, true] {
+        let o = f.call(conn_with(&[&cert])).await;
+        assert!(!o.is_allow());
+        assert_eq!(o.replayed, replayed);
+        assert_eq!(o.reason.as_deref(), Some("certificate revoked"));
+        assert_eq!(o.custom_data.as_deref(), Some("REVOKED:1122"));
+    }
+}
+
+/// A call that asks what a replay cannot ask again (a value new on every
+/// connection, a certificate handle, a store's metadata, WASI) always runs;
+/// a deny or an error the function returns is replayed like an allow.
+#[tokio::test]
+async fn calls_a_replay_cannot_repeat_always_run() {
+    let ca = TestCa::root("Test CA");
+    let cert = ca.client("c").serial(&[0x33]).build();
+    let rt = runtime();
+    for also in [
+        "port",
+        "id",
+        "certificate",
+        "meta",
+        "clock",
+        "random",
+        "stdout",
+    ] {
+        let f = load(
+            &rt,
+            guests::REPLAY_WASM,
+            vec![store("data", &[("also", also)])],
+        )
+        .await;
+        for _ in 0..3 {
+            let o = f.call(conn_with(&[&cert])).await;
+            assert!(o.is_allow(), "{also}: {o:?}");
+            assert!(!o.replayed, "{also}");
+        }
+        assert_eq!(f.instantiations(), 3, "{also}");
+    }
+    for also in ["deny", "error"] {
+        let f = load(
+            &rt,
+            guests::REPLAY_WASM,
+            vec![store("data", &[("also", also)])],
+        )
+        .await;
+        let first = f.call(conn_with(&[&cert])).await;
+        let second = f.call(conn_with(&[&cert])).await;
+        assert!(!first.is_allow(), "{also}: {first:?}");
+        assert!(second.replayed, "{also}");
+        assert_eq!(decided(&first), decided(&second), "{also}");
+    }
+}
+
+/// A call stopped by a trap, a panic or a limit is never recorded.
+#[tokio::test]
+async fn failed_calls_are_never_replayed() {
+    let rt = runtime();
+    for wasm in [guests::PANIC_WASM, guests::CUSTOM_DATA_FLOOD_WASM] {
+        let f = load(&rt, wasm, vec![]).await;
+        for _ in 0..2 {
+            let o = f.call(Arc::new(ConnectionInfo::for_test())).await;
+            assert!(o.error.is_some(), "{o:?}");
+            assert!(!o.replayed);
+        }
+        assert_eq!(f.instantiations(), 2);
+    }
+}
+
+/// Replay memory is bounded: when full it starts over, and outcomes stay
+/// right throughout.
+#[tokio::test]
+async fn replay_memory_is_bounded_and_starts_over_when_full() {
+    let ca = TestCa::root("Test CA");
+    let certs: Vec<TestCert> = (0..40u8)
+        .map(|i| ca.client("c").serial(&[0x40, i]).build())
+        .collect();
+    let rt = Runtime::new(RuntimeConfig {
+        replay_bytes: 4096,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let f = load(&rt, guests::REVOCATION_WASM, vec![store("revoked", &[])]).await;
+    for round in 0..2 {
+        for (i, cert) in certs.iter().enumerate() {
+            let o = f.call(conn_with(&[cert])).await;
+            assert_eq!(
+                o.custom_data,
+                Some(format!("VALID:40{i:02x}")),
+                "round {round}"
+            );
+        }
+    }
+    // 4 KiB holds about ten of the forty paths: the second round ran most
+    // calls again.
+    assert!(f.replays() < 20, "{} replays", f.replays());
+    assert!(f.instantiations() > 60, "{}", f.instantiations());
+    // The last call's path is there.
+    let o = f.call(conn_with(&[certs.last().unwrap()])).await;
+    assert!(o.replayed);
 }

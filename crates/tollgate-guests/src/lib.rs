@@ -45,6 +45,9 @@ guests! {
     SLEEP_WASM, SLEEP_PATH => "TOLLGATE_GUEST_SLEEP";
     /// Test guest: counts its calls in a static and logs the count.
     COUNTER_WASM, COUNTER_PATH => "TOLLGATE_GUEST_COUNTER";
+    /// Test guest: asks every question a replay asks again (and one it
+    /// cannot, as the store tells it), reporting the answers.
+    REPLAY_WASM, REPLAY_PATH => "TOLLGATE_GUEST_REPLAY";
     /// Test guest: keeps its first call's certificate handle in a static.
     KEEP_HANDLE_WASM, KEEP_HANDLE_PATH => "TOLLGATE_GUEST_KEEP_HANDLE";
     /// Test guest: reads a file and opens a socket (refused at load).

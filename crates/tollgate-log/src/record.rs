@@ -43,6 +43,10 @@ pub struct ConnectionRecord {
     /// 0–100: the function's CPU time as a share of its time limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub function_compute_utilization: Option<u32>,
+    /// The function's outcome was replayed from an earlier call that got
+    /// the same answers (it did not run).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub function_replayed: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub expiry_ignored: bool,
     #[serde(skip_serializing_if = "Option::is_none")]

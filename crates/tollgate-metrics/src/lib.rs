@@ -38,6 +38,8 @@ pub struct Metrics {
     pub function_errors: Family<Counter>,
     /// Deliberate denies by function.
     pub function_denies: Family<Counter>,
+    /// Calls answered by replaying an earlier call's outcome, by function.
+    pub function_replays: Family<Counter>,
     /// Established connections closed because a re-check denied them, by
     /// listener and reason (`kvs`: a store write; `reload`: new CRLs, trust or
     /// function).
@@ -84,6 +86,11 @@ impl Metrics {
                 "Connections a function denied.",
                 &["function"],
             ),
+            function_replays: Family::new(
+                "tollgate_function_replays_total",
+                "Function calls answered by replaying an earlier call with the same answers.",
+                &["function"],
+            ),
             revoked_connections: Family::new(
                 "tollgate_rechecked_connections_closed_total",
                 "Established connections closed because a re-check denied them.",
@@ -116,6 +123,7 @@ impl Metrics {
         self.function_seconds.render(&mut w);
         self.function_errors.render(&mut w);
         self.function_denies.render(&mut w);
+        self.function_replays.render(&mut w);
         self.revoked_connections.render(&mut w);
         self.origin_seconds.render(&mut w);
         self.origin_responses.render(&mut w);

@@ -173,7 +173,7 @@ async fn run(args: TestArgs) -> Result<ExitCode, Unusable> {
         conn.sni = args.sni.clone();
         conn
     };
-    let outcome = function.call(Arc::new(conn)).await;
+    let outcome = function.run(Arc::new(conn)).await;
     let holds = args.expect.is_none_or(|e| e.decision() == outcome.decision);
     if args.json {
         let mut value = serde_json::to_value(&outcome).map_err(|e| Unusable(e.into()))?;
@@ -379,7 +379,7 @@ async fn run_cases(
 
     let (mut passed, mut failed) = (0, 0);
     for case in prepared {
-        let outcome = case.function.call(Arc::new(case.conn)).await;
+        let outcome = case.function.run(Arc::new(case.conn)).await;
         let mut problems = Vec::new();
         if outcome.decision != case.expect.decision() {
             problems.push(format!(

@@ -324,6 +324,8 @@ fn metrics_follow_connections_denials_and_writes() {
     let good = s.pki.client("good.example");
     let bad = s.pki.client("bad.example");
     request(proxy.addr, client(&s, &good), "/", &[]).ok_json();
+    // The good client again: same answers, so the first call is replayed.
+    request(proxy.addr, client(&s, &good), "/", &[]).ok_json();
     let etag = api.etag("revoked");
     let put = api.write(
         "PUT",
@@ -339,7 +341,7 @@ fn metrics_follow_connections_denials_and_writes() {
     );
     let seen = request(proxy.addr, client(&s, &bad), "/", &[]);
     assert!(matches!(seen, Seen::Closed(_)));
-    proxy.connections(2);
+    proxy.connections(3);
 
     let scrape = api.get("/metrics");
     assert_eq!(scrape.status, 200);
@@ -357,7 +359,7 @@ fn metrics_follow_connections_denials_and_writes() {
     };
     assert_eq!(
         value("tollgate_connections_total{listener=\"e2e\",status=\"Success\"}"),
-        1.0
+        2.0
     );
     assert_eq!(
         value("tollgate_connections_total{listener=\"e2e\",status=\"ConnectionFunctionDenied\"}"),
@@ -369,15 +371,19 @@ fn metrics_follow_connections_denials_and_writes() {
     );
     assert_eq!(
         value("tollgate_function_duration_seconds_count{function=\"revocation\"}"),
-        2.0
+        3.0
+    );
+    assert_eq!(
+        value("tollgate_function_replays_total{function=\"revocation\"}"),
+        1.0
     );
     assert_eq!(
         value("tollgate_handshake_duration_seconds_count{listener=\"e2e\"}"),
-        2.0
+        3.0
     );
     assert_eq!(
         value("tollgate_origin_responses_total{listener=\"e2e\",status=\"200\"}"),
-        1.0
+        2.0
     );
     assert_eq!(
         value("tollgate_reloads_total{what=\"kvs\",result=\"ok\"}"),
@@ -390,7 +396,7 @@ fn metrics_follow_connections_denials_and_writes() {
     assert_eq!(value("tollgate_kvs_items{store=\"revoked\"}"), 2.0);
     assert!(value("tollgate_kvs_size_bytes{store=\"revoked\"}") > 0.0);
     assert!(text.contains("tollgate_log_lines_dropped_total{sink="));
-    // Both connections are over: the gauge comes back to zero (a refused
+    // The connections are over: the gauge comes back to zero (a refused
     // connection's task ends just after its log line).
     api.wait_for_metric("tollgate_active_connections{listener=\"e2e\"} 0");
 }

@@ -200,6 +200,23 @@ time_limit = \"2ms\"
         format!("REVOKED:{serial}")
     );
     assert_eq!(s.origin.requests(), 1);
+    assert_eq!(ok["functionReplayed"], serde_json::Value::Null, "{ok}");
+
+    // The same clients again: the same answers, so the function's earlier
+    // outcomes are replayed, with the same decisions and custom data.
+    request(proxy.addr, s.client(Some(&valid)), "/", &[]).ok_json();
+    let seen = request(proxy.addr, s.client(Some(&revoked)), "/", &[]);
+    assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
+    let again = proxy.connections(4);
+    for (record, first) in again[2..].iter().zip([&ok, &denied]) {
+        assert_eq!(record["functionReplayed"], true, "{record}");
+        assert_eq!(status(record), status(first));
+        assert_eq!(
+            record["connectionLogCustomData"],
+            first["connectionLogCustomData"]
+        );
+    }
+    assert_eq!(s.origin.requests(), 2);
     drop(proxy);
 
     // A function that runs out of time: ConnectionFunctionError, denied.
@@ -212,7 +229,7 @@ time_limit = \"2ms\"
     );
     let seen = request(proxy.addr, s.client(Some(&valid)), "/", &[]);
     assert!(matches!(seen, Seen::Closed(_)), "{seen:?}");
-    let record = proxy.connection(3);
+    let record = proxy.connection(5);
     assert_eq!(
         status(&record),
         "Failed:ConnectionFunctionError",
@@ -222,7 +239,7 @@ time_limit = \"2ms\"
         record["reason"].as_str().unwrap().contains("timeout"),
         "{record}"
     );
-    assert_eq!(s.origin.requests(), 1);
+    assert_eq!(s.origin.requests(), 2);
 }
 
 #[test]
