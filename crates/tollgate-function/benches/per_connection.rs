@@ -11,7 +11,11 @@
 //! BENCH_SWEEP_MB=N sweeps N MiB instead, BENCH_STRIDE=B touches one byte
 //! every B, e.g. 4096 to evict TLB entries more than cache lines),
 //! BENCH_REUSE=N (`max_calls_per_instance`, default 1: a fresh instance per
-//! call).
+//! call), BENCH_REPLAY=1 (`Function::call`, which replays the first call's
+//! outcome for the same answers, instead of `Function::run`, which runs the
+//! function every time), BENCH_REPLAY=new (`Function::call` with a client
+//! certificate never seen before on every call: the function runs and its
+//! call is recorded).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,13 +115,47 @@ fn main() {
         .expect("load");
     println!("load (compile + link + trial instance): {:?}", t.elapsed());
 
-    for (label, cert) in [("valid (miss)", &valid), ("revoked (hit)", &revoked)] {
+    let mode = std::env::var("BENCH_REPLAY").unwrap_or_default();
+    let replay = mode == "1";
+    let connection = |cert: &tollgate_testkit::TestCert| {
         let mut conn = ConnectionInfo::for_test();
         conn.chain = vec![CertSource::Der(cert.der.clone())];
-        let conn = Arc::new(conn);
+        Arc::new(conn)
+    };
+    // BENCH_REPLAY=new: a certificate per call, never seen before.
+    let new_clients: Vec<Arc<ConnectionInfo>> = if mode == "new" {
+        (0..calls as u32 + 1_000)
+            .map(|i| {
+                connection(
+                    &ca.client("new.bench")
+                        .serial(&(i + 1).to_be_bytes())
+                        .build(),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut next_client = new_clients.iter();
+    let mut call = |conn: Arc<ConnectionInfo>| {
+        if let Some(conn) = next_client.next() {
+            rt.block_on(function.call(conn.clone()))
+        } else if replay {
+            rt.block_on(function.call(conn))
+        } else {
+            rt.block_on(function.run(conn))
+        }
+    };
+    let cases: &[(&str, &tollgate_testkit::TestCert)] = if new_clients.is_empty() {
+        &[("valid (miss)", &valid), ("revoked (hit)", &revoked)]
+    } else {
+        &[("valid (miss), a new client every call", &valid)]
+    };
+    for &(label, cert) in cases {
+        let conn = connection(cert);
         // Warm up the pool and caches.
         for _ in 0..1_000 {
-            rt.block_on(function.call(conn.clone()));
+            call(conn.clone());
         }
         let mut samples = Vec::with_capacity(calls);
         let mut last = None;
@@ -133,13 +171,14 @@ fn main() {
                 swept += t.elapsed();
             }
             let t = Instant::now();
-            let outcome = rt.block_on(function.call(conn.clone()));
+            let outcome = call(conn.clone());
             samples.push(t.elapsed());
             last = Some(outcome);
         }
         let wall = wall.elapsed() - swept;
         samples.sort_unstable();
         let outcome = last.expect("at least one call");
+        assert_eq!(outcome.replayed, replay, "BENCH_REPLAY={replay}");
         println!(
             "{label}: decision {} custom data {:?} | {calls} calls, p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs, max {:.1} µs, {:.0} calls/s on one thread",
             outcome.decision,

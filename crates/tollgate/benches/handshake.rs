@@ -10,12 +10,18 @@
 //! BENCH_ONLY=revocation ... # one variant (for profiling)
 //! BENCH_WASM=path ...       # another function in the revocation's place
 //! BENCH_REUSE=N ...         # [runtime] max_calls_per_instance = N (default 1)
+//! BENCH_IDENTITIES=N ...    # distinct client certificates, taken in turn (default 1000)
+//! BENCH_REPLAY_BYTES=N ...  # [runtime] replay_bytes = N (default: Tollgate's, 32 MiB; 0: off)
 //! BENCH_PIN=1 ...           # servers share CPU 0, the client threads run on CPU 1
 //! BENCH_KEEP=1 ...          # keep the directory (configs, connection log)
 //! ```
 //!
 //! The summary ends with the function call's own duration inside the proxy,
-//! from the connection log's `functionDuration`.
+//! from the connection log's `functionDuration`, and how many calls were
+//! replays (`functionReplayed`): a client certificate seen before whose
+//! answers have not changed. The clients take BENCH_IDENTITIES certificates
+//! in turn, so each identity comes back every that many connections; each
+//! has connected once, in the warm-up, before the timed part.
 //!
 //! Every connection: TCP connect, TLS 1.3 full handshake with an ECDSA P-256
 //! client certificate (client resumption off; the servers offer none either),
@@ -57,7 +63,10 @@ fn main() {
     let root = TestCa::root("Bench Root");
     let server_ca = TestCa::root("Bench Server CA");
     let server = server_ca.server(&["localhost"]);
-    let client = root.client("bench-client").build();
+    let identities = env_or("BENCH_IDENTITIES", 1000).max(1);
+    let clients_certs: Vec<_> = (0..identities)
+        .map(|i| root.client(&format!("bench-client-{i}")).build())
+        .collect();
     let revoked = root.client("revoked").build();
     write(d, "server.pem", &server.pem);
     write(d, "server.key", &server.key_pem);
@@ -93,8 +102,12 @@ fn main() {
 
     // BENCH_REUSE=N: [runtime] max_calls_per_instance = N (default 1).
     let reuse = env_or("BENCH_REUSE", 1);
+    let replay_bytes = std::env::var("BENCH_REPLAY_BYTES").ok();
     let config = |function: bool| {
         let mut text = format!("[runtime]\nmax_calls_per_instance = {reuse}\n");
+        if let Some(bytes) = &replay_bytes {
+            text.push_str(&format!("replay_bytes = {bytes}\n"));
+        }
         text.push_str(
             r#"[logs]
 connection = "connections.log"
@@ -133,20 +146,27 @@ max_store_bytes = 268435456
     write(d, "plain.toml", config(false));
     write(d, "function.toml", config(true));
 
-    let client_config = {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from(server_ca.der())).unwrap();
-        let key = PrivateKeyDer::from_pem_slice(client.key_pem.as_bytes()).unwrap();
-        let mut c = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(vec![CertificateDer::from(client.der.clone())], key)
-            .unwrap();
-        c.resumption = rustls::client::Resumption::disabled();
-        Arc::new(c)
-    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(server_ca.der())).unwrap();
+    let roots = Arc::new(roots);
+    let client_configs: Arc<Vec<Arc<rustls::ClientConfig>>> = Arc::new(
+        clients_certs
+            .iter()
+            .map(|client| {
+                let key = PrivateKeyDer::from_pem_slice(client.key_pem.as_bytes()).unwrap();
+                let mut c = rustls::ClientConfig::builder()
+                    .with_root_certificates(roots.clone())
+                    .with_client_auth_cert(vec![CertificateDer::from(client.der.clone())], key)
+                    .unwrap();
+                c.resumption = rustls::client::Resumption::disabled();
+                Arc::new(c)
+            })
+            .collect(),
+    );
 
     println!(
-        "handshake bench: {rounds} rounds x {secs} s per server, {clients} client threads, store {keys} keys"
+        "handshake bench: {rounds} rounds x {secs} s per server, {clients} client threads, \
+         {identities} client certificates, store {keys} keys"
     );
     let mut totals: Vec<(&str, f64, f64)> = Vec::new();
     // Per round: handshakes per CPU-second of Tollgate without and with the
@@ -188,7 +208,7 @@ max_store_bytes = 268435456
                 .collect();
             let servers: Vec<(SocketAddr, u32)> =
                 children.iter().map(|(c, addr)| (*addr, c.id())).collect();
-            let (results, wall) = load(&servers, client_config.clone(), clients, secs);
+            let (results, wall) = load(&servers, client_configs.clone(), clients, secs);
             for (child, _) in &mut children {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -219,7 +239,7 @@ max_store_bytes = 268435456
             }
         }
     }
-    let calls = function_durations(&d.join("connections.log"));
+    let (calls, replayed) = function_durations(&d.join("connections.log"));
     if std::env::var("BENCH_KEEP").as_deref() == Ok("1") {
         println!("kept: {}", dir.keep().display());
     }
@@ -261,21 +281,35 @@ max_store_bytes = 268435456
             at(0.9),
             at(0.99)
         );
+        println!(
+            "  replayed (functionReplayed, warm-up included): {replayed} of {} calls ({:.1} %)",
+            calls.len(),
+            replayed as f64 * 100.0 / calls.len() as f64
+        );
     }
 }
 
 /// Every `functionDuration` (µs, sorted) in the connection log: the call as
-/// the proxy timed it, in place, under this load.
-fn function_durations(log: &Path) -> Vec<f64> {
+/// the proxy timed it, in place, under this load; and how many of those
+/// calls were replays.
+fn function_durations(log: &Path) -> (Vec<f64>, usize) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut out: Vec<f64> = text
+    let records: Vec<serde_json::Value> = text
         .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .filter(|record: &serde_json::Value| record["functionDuration"].is_f64())
+        .collect();
+    let replayed = records
+        .iter()
+        .filter(|r| r["functionReplayed"] == serde_json::Value::Bool(true))
+        .count();
+    let mut out: Vec<f64> = records
+        .iter()
         .filter_map(|record| record["functionDuration"].as_f64())
         .map(|ms| ms * 1000.0)
         .collect();
     out.sort_by(f64::total_cmp);
-    out
+    (out, replayed)
 }
 
 /// Spawns `tollgate serve`; returns the child and its address.
@@ -366,14 +400,16 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 fn load(
     servers: &[(SocketAddr, u32)],
-    config: Arc<rustls::ClientConfig>,
+    configs: Arc<Vec<Arc<rustls::ClientConfig>>>,
     clients: u64,
     secs: u64,
 ) -> (Vec<(u64, f64)>, f64) {
-    // Warm up (compiles, page faults, pools).
+    // Warm up (compiles, page faults, pools), and every identity connects
+    // once: the timed connections are clients coming back, a fleet's steady
+    // state. (BENCH_REPLAY_BYTES=0: every call runs, as for a new client.)
     for (addr, _) in servers {
-        for _ in 0..50 {
-            one(*addr, config.clone());
+        for i in 0..configs.len().max(50) {
+            one(*addr, configs[i % configs.len()].clone());
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -384,13 +420,18 @@ fn load(
     let threads: Vec<_> = (0..clients)
         .map(|t| {
             let (stop, counts, addrs, config) =
-                (stop.clone(), counts.clone(), addrs.clone(), config.clone());
+                (stop.clone(), counts.clone(), addrs.clone(), configs.clone());
             std::thread::spawn(move || {
                 pin_client_thread();
                 let mut i = t as usize;
                 while !stop.load(Ordering::Relaxed) {
                     let k = i % addrs.len();
-                    if one(addrs[k], config.clone()) {
+                    // The client threads take the identities in turn, each
+                    // its own: one comes back every BENCH_IDENTITIES
+                    // connections to a server.
+                    let identity =
+                        ((i / addrs.len()) * clients as usize + t as usize) % config.len();
+                    if one(addrs[k], config[identity].clone()) {
                         counts[k].fetch_add(1, Ordering::Relaxed);
                     }
                     i += 1;
