@@ -265,6 +265,20 @@ impl wasmtime::ResourceLimiter for Limiter {
         Ok(true)
     }
 
+    /// Growth refused for another reason than the limit (the memory type's
+    /// maximum, the system): the guest sees -1 all the same. Flagged like
+    /// the limit, so the call is not recorded for replay and its instance
+    /// is not kept.
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_exhausted = true;
+        Ok(())
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.table_exhausted = true;
+        Ok(())
+    }
+
     fn instances(&self) -> usize {
         self.instances
     }
@@ -465,8 +479,12 @@ impl types::HostConnection for HostState {
     }
 }
 
+// Only reachable through a handle from `client-certificate` or
+// `intermediates`, which already make the call unrepeatable; each method
+// says so again, for any other way a handle might be handed out.
 impl types::HostCertificate for HostState {
     fn serial_number(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
+        self.unrepeatable();
         let index = self.cert_index(&res)?;
         match &self.conn.chain[index] {
             // The common case needs only the serial: read it straight from
@@ -481,6 +499,7 @@ impl types::HostCertificate for HostState {
     }
 
     fn subject(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
+        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => info.subject(),
             Cert::Fields(f) => f.subject.clone(),
@@ -491,6 +510,7 @@ impl types::HostCertificate for HostState {
         &mut self,
         res: Resource<CertificateRes>,
     ) -> wasmtime::Result<Vec<types::NameAttribute>> {
+        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => name_attributes(info.subject_attributes()),
             Cert::Fields(f) => name_attributes(&dn_attributes(&f.subject)?),
@@ -502,6 +522,7 @@ impl types::HostCertificate for HostState {
         res: Resource<CertificateRes>,
         name: String,
     ) -> wasmtime::Result<Vec<String>> {
+        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => attribute_values(info.subject_attributes(), &name),
             Cert::Fields(f) => attribute_values(&dn_attributes(&f.subject)?, &name),
@@ -509,6 +530,7 @@ impl types::HostCertificate for HostState {
     }
 
     fn issuer(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
+        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => info.issuer(),
             Cert::Fields(f) => f.issuer.clone(),
@@ -519,6 +541,7 @@ impl types::HostCertificate for HostState {
         &mut self,
         res: Resource<CertificateRes>,
     ) -> wasmtime::Result<Vec<types::NameAttribute>> {
+        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => name_attributes(info.issuer_attributes()),
             Cert::Fields(f) => name_attributes(&dn_attributes(&f.issuer)?),
@@ -530,6 +553,7 @@ impl types::HostCertificate for HostState {
         res: Resource<CertificateRes>,
         name: String,
     ) -> wasmtime::Result<Vec<String>> {
+        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => attribute_values(info.issuer_attributes(), &name),
             Cert::Fields(f) => attribute_values(&dn_attributes(&f.issuer)?, &name),
@@ -537,6 +561,7 @@ impl types::HostCertificate for HostState {
     }
 
     fn validity(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<types::Validity> {
+        self.unrepeatable();
         let (not_before_unix, not_after_unix) = match self.cert(&res)? {
             Cert::Der { info, .. } => (info.not_before_unix(), info.not_after_unix()),
             Cert::Fields(f) => (f.not_before, f.not_after),
@@ -550,6 +575,7 @@ impl types::HostCertificate for HostState {
     }
 
     fn sha256_fingerprint(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
+        self.unrepeatable();
         let index = self.cert_index(&res)?;
         Ok(match &self.conn.chain[index] {
             CertSource::Der(der) => tollgate_x509::sha256_fingerprint(der),
@@ -561,6 +587,7 @@ impl types::HostCertificate for HostState {
         &mut self,
         res: Resource<CertificateRes>,
     ) -> wasmtime::Result<Vec<types::SubjectAltName>> {
+        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => info.subject_alt_names().iter().map(san).collect(),
             Cert::Fields(f) => f.san.iter().map(san).collect(),
@@ -571,6 +598,7 @@ impl types::HostCertificate for HostState {
         &mut self,
         res: Resource<CertificateRes>,
     ) -> wasmtime::Result<Option<types::KeyUsage>> {
+        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => info.key_usage().map(key_usage),
             Cert::Fields(_) => None,
@@ -581,6 +609,7 @@ impl types::HostCertificate for HostState {
         &mut self,
         res: Resource<CertificateRes>,
     ) -> wasmtime::Result<Option<Vec<String>>> {
+        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => info.extended_key_usage().map(<[String]>::to_vec),
             Cert::Fields(_) => None,
@@ -588,6 +617,7 @@ impl types::HostCertificate for HostState {
     }
 
     fn der(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<Vec<u8>> {
+        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { der, .. } => der.to_vec(),
             Cert::Fields(_) => Vec::new(),
@@ -595,6 +625,7 @@ impl types::HostCertificate for HostState {
     }
 
     fn drop(&mut self, rep: Resource<CertificateRes>) -> wasmtime::Result<()> {
+        self.unrepeatable();
         self.table.delete(rep)?;
         Ok(())
     }

@@ -233,13 +233,15 @@ pub(crate) struct Replays {
     hits: AtomicU64,
 }
 
-/// At most this many shards, and at least this much memory in each.
-const MAX_SHARDS: usize = 16;
-const MIN_SHARD_BYTES: usize = 1 << 20;
+/// Shards of about this much memory (fewer for small budgets, at most
+/// [`MAX_SHARDS`]): what a reset frees, or a map rehashes, under one lock
+/// stays small.
+const SHARD_BYTES: usize = 2 << 20;
+const MAX_SHARDS: usize = 256;
 
 impl Replays {
     pub fn new(max_bytes: usize) -> Replays {
-        let shards = (max_bytes / MIN_SHARD_BYTES).clamp(1, MAX_SHARDS);
+        let shards = (max_bytes / SHARD_BYTES).clamp(1, MAX_SHARDS);
         Replays {
             first: OnceLock::new(),
             shards: (0..shards).map(|_| RwLock::new(Tree::default())).collect(),
@@ -302,23 +304,25 @@ impl Replays {
         if self.first.get_or_init(|| first.cloned()).as_ref() != first {
             return self.turn_off();
         }
+        // The most this path can add (less if it shares a prefix).
+        let most = recorded.size()
+            + trace
+                .iter()
+                .map(|(ask, answer)| NODE_BYTES + ask_size(ask) + EDGE_BYTES + answer_size(answer))
+                .sum::<usize>();
+        if most > self.shard_bytes {
+            return;
+        }
         let Ok(mut tree) = self.shard(trace.first().map(|(_, a)| a)).write() else {
             return;
         };
-        let added = recorded.size()
-            + trace
-                .iter()
-                .map(|(a, b)| ask_size(a) + answer_size(b))
-                .sum::<usize>();
-        if tree.bytes + added > self.shard_bytes {
-            // Full: start over rather than track what is used least.
-            *tree = Tree::default();
-            if added > self.shard_bytes {
-                return;
-            }
-        }
-        if !tree.add(trace, recorded, added) {
-            drop(tree);
+        // Full: start over rather than track what is used least. The old
+        // tree is freed after the lock is released.
+        let old = (tree.bytes + most > self.shard_bytes).then(|| std::mem::take(&mut *tree));
+        let agrees = tree.add(trace, recorded);
+        drop(tree);
+        drop(old);
+        if !agrees {
             self.turn_off();
         }
     }
@@ -329,7 +333,9 @@ impl Replays {
         self.off.store(true, Ordering::Relaxed);
         for shard in &self.shards {
             if let Ok(mut tree) = shard.write() {
-                *tree = Tree::default();
+                let old = std::mem::take(&mut *tree);
+                drop(tree);
+                drop(old);
             }
         }
         tracing::warn!(
@@ -339,15 +345,18 @@ impl Replays {
 }
 
 impl Tree {
-    /// Adds one path; false if it contradicts the tree.
-    fn add(&mut self, trace: &[(Ask, Answer)], recorded: Recorded, added: usize) -> bool {
+    /// Adds one path, counting the memory of what it creates; false if it
+    /// contradicts the tree.
+    fn add(&mut self, trace: &[(Ask, Answer)], recorded: Recorded) -> bool {
         let recorded = Arc::new(recorded);
         let node_for = |i: usize| match trace.get(i) {
-            Some((ask, _)) => Node::Ask(ask.clone()),
-            None => Node::Done(recorded.clone()),
+            Some((ask, _)) => (Node::Ask(ask.clone()), NODE_BYTES + ask_size(ask)),
+            None => (Node::Done(recorded.clone()), NODE_BYTES + recorded.size()),
         };
         if self.nodes.is_empty() {
-            self.nodes.push(node_for(0));
+            let (root, bytes) = node_for(0);
+            self.nodes.push(root);
+            self.bytes += bytes;
         }
         let mut node = 0u32;
         for (i, (ask, answer)) in trace.iter().enumerate() {
@@ -360,15 +369,16 @@ impl Tree {
                 Some(&next) => next,
                 None => {
                     let Ok(next) = u32::try_from(self.nodes.len()) else {
-                        return true;
+                        return false;
                     };
-                    self.nodes.push(node_for(i + 1));
+                    let (created, bytes) = node_for(i + 1);
+                    self.nodes.push(created);
                     self.edges.insert(key, next);
+                    self.bytes += bytes + EDGE_BYTES + answer_size(answer);
                     next
                 }
             };
         }
-        self.bytes += added;
         match &self.nodes[node as usize] {
             Node::Done(existing) => **existing == *recorded,
             Node::Ask(_) => false,
@@ -376,8 +386,14 @@ impl Tree {
     }
 }
 
+/// Memory per node and per edge beyond their strings, spare capacity of
+/// the vector and the map included (up to twice the entry size).
+const NODE_BYTES: usize = 96;
+const EDGE_BYTES: usize = 112;
+
+/// The heap memory of a question's strings.
 fn ask_size(ask: &Ask) -> usize {
-    48 + match ask {
+    match ask {
         Ask::ExistsIn { store, key }
         | Ask::Get { store, key }
         | Ask::GetBytes { store, key }
@@ -387,10 +403,9 @@ fn ask_size(ask: &Ask) -> usize {
     }
 }
 
+/// The heap memory of an answer.
 fn answer_size(answer: &Answer) -> usize {
-    // The answer is stored twice: in its edge and, cloned, nowhere else; the
-    // edge map's own overhead is counted here.
-    64 + match answer {
+    match answer {
         Answer::Text(t) | Answer::MaybeText(Some(t)) | Answer::Value(Ok(Some(t))) => t.len(),
         Answer::Bytes(Some(b)) => b.len(),
         _ => 0,
@@ -420,9 +435,9 @@ mod tests {
         let mut tree = Tree::default();
         let a = [(Ask::Sni, text("a")), (Ask::Alpn, text("h2"))];
         let b = [(Ask::Sni, text("b"))];
-        assert!(tree.add(&a, recorded("a"), 0));
-        assert!(tree.add(&b, recorded("b"), 0));
-        assert!(tree.add(&a, recorded("a"), 0));
+        assert!(tree.add(&a, recorded("a")));
+        assert!(tree.add(&b, recorded("b")));
+        assert!(tree.add(&a, recorded("a")));
         // Sni, then Alpn after "a", two leaves.
         assert_eq!(tree.nodes.len(), 4);
         assert_eq!(tree.edges.len(), 3);
@@ -463,6 +478,30 @@ mod tests {
     }
 
     #[test]
+    fn memory_is_counted_for_what_a_path_creates_and_an_oversized_path_changes_nothing() {
+        let mut tree = Tree::default();
+        let path = [(Ask::Sni, text("a")), (Ask::Alpn, text("h2"))];
+        assert!(tree.add(&path, recorded("a")));
+        let once = tree.bytes;
+        assert!(once > 0);
+        assert!(tree.add(&path, recorded("a")));
+        assert_eq!(tree.bytes, once, "nothing new, nothing counted");
+
+        let replays = Replays::new(4096);
+        let stores = StoreSet::new([]);
+        replays.insert(&[(Ask::Sni, text("small"))], recorded("small"));
+        let big = "x".repeat(5000);
+        replays.insert(&[(Ask::Sni, text(&big))], recorded("big"));
+        assert!(replays.find(&conn_with_sni(Some(&big)), &stores).is_none());
+        assert!(
+            replays
+                .find(&conn_with_sni(Some("small")), &stores)
+                .is_some(),
+            "a path too big to keep emptied the shard"
+        );
+    }
+
+    #[test]
     fn another_first_question_turns_replay_off() {
         let replays = Replays::new(1 << 20);
         let stores = StoreSet::new([]);
@@ -478,16 +517,15 @@ mod tests {
     #[test]
     fn a_contradiction_is_detected() {
         let mut tree = Tree::default();
-        assert!(tree.add(&[(Ask::Sni, text("a"))], recorded("a"), 0));
+        assert!(tree.add(&[(Ask::Sni, text("a"))], recorded("a")));
         // Same answer, another outcome.
-        assert!(!tree.add(&[(Ask::Sni, text("a"))], recorded("x"), 0));
+        assert!(!tree.add(&[(Ask::Sni, text("a"))], recorded("x")));
         // Same answer, another next question.
         assert!(!tree.add(
             &[(Ask::Sni, text("a")), (Ask::Alpn, text("h2"))],
-            recorded("a"),
-            0
+            recorded("a")
         ));
         // Another first question.
-        assert!(!tree.add(&[(Ask::Alpn, text("h2"))], recorded("a"), 0));
+        assert!(!tree.add(&[(Ask::Alpn, text("h2"))], recorded("a")));
     }
 }
