@@ -143,10 +143,13 @@ impl HostState {
     /// of this call (the connection object, its certificates, stores,
     /// streams).
     pub fn reusable(&self) -> bool {
-        !self.timed_out
-            && !self.limiter.memory_exhausted
-            && !self.limiter.table_exhausted
-            && self.table.is_empty()
+        !self.hit_a_limit() && self.table.is_empty()
+    }
+
+    /// The call was stopped for time, or its memory or a table could not
+    /// grow.
+    pub fn hit_a_limit(&self) -> bool {
+        self.timed_out || self.limiter.memory_exhausted || self.limiter.table_exhausted
     }
 
     /// Ends the call's hold on its connection object (the guest only
@@ -159,6 +162,14 @@ impl HostState {
 
     pub fn push_connection(&mut self) -> wasmtime::Result<Resource<ConnectionRes>> {
         Ok(self.table.push(ConnectionRes)?)
+    }
+
+    /// A handle to the certificate at `index` of the chain. Its fields are
+    /// not questions a replay asks: handing one out makes the call
+    /// unrepeatable (so its methods need not).
+    fn push_certificate(&mut self, index: usize) -> wasmtime::Result<Resource<CertificateRes>> {
+        self.unrepeatable();
+        Ok(self.table.push(CertificateRes { index })?)
     }
 
     fn cert_index(&self, res: &Resource<CertificateRes>) -> wasmtime::Result<usize> {
@@ -441,12 +452,12 @@ impl types::HostConnection for HostState {
         &mut self,
         _: Resource<ConnectionRes>,
     ) -> wasmtime::Result<Option<Resource<CertificateRes>>> {
-        // A certificate's fields are not questions a replay asks.
-        self.unrepeatable();
         if self.conn.chain.is_empty() {
+            // Whether there is one is a question a replay cannot ask again.
+            self.unrepeatable();
             return Ok(None);
         }
-        Ok(Some(self.table.push(CertificateRes { index: 0 })?))
+        Ok(Some(self.push_certificate(0)?))
     }
 
     fn client_serial_hex(
@@ -462,7 +473,7 @@ impl types::HostConnection for HostState {
     ) -> wasmtime::Result<Vec<Resource<CertificateRes>>> {
         self.unrepeatable();
         (1..self.conn.chain.len())
-            .map(|index| Ok(self.table.push(CertificateRes { index })?))
+            .map(|index| self.push_certificate(index))
             .collect()
     }
 
@@ -479,12 +490,10 @@ impl types::HostConnection for HostState {
     }
 }
 
-// Only reachable through a handle from `client-certificate` or
-// `intermediates`, which already make the call unrepeatable; each method
-// says so again, for any other way a handle might be handed out.
+// Reachable only through a handle, and every handle is handed out by
+// `HostState::push_certificate`, which makes the call unrepeatable.
 impl types::HostCertificate for HostState {
     fn serial_number(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
-        self.unrepeatable();
         let index = self.cert_index(&res)?;
         match &self.conn.chain[index] {
             // The common case needs only the serial: read it straight from
@@ -499,7 +508,6 @@ impl types::HostCertificate for HostState {
     }
 
     fn subject(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
-        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => info.subject(),
             Cert::Fields(f) => f.subject.clone(),
@@ -510,7 +518,6 @@ impl types::HostCertificate for HostState {
         &mut self,
         res: Resource<CertificateRes>,
     ) -> wasmtime::Result<Vec<types::NameAttribute>> {
-        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => name_attributes(info.subject_attributes()),
             Cert::Fields(f) => name_attributes(&dn_attributes(&f.subject)?),
@@ -522,7 +529,6 @@ impl types::HostCertificate for HostState {
         res: Resource<CertificateRes>,
         name: String,
     ) -> wasmtime::Result<Vec<String>> {
-        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => attribute_values(info.subject_attributes(), &name),
             Cert::Fields(f) => attribute_values(&dn_attributes(&f.subject)?, &name),
@@ -530,7 +536,6 @@ impl types::HostCertificate for HostState {
     }
 
     fn issuer(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
-        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => info.issuer(),
             Cert::Fields(f) => f.issuer.clone(),
@@ -541,7 +546,6 @@ impl types::HostCertificate for HostState {
         &mut self,
         res: Resource<CertificateRes>,
     ) -> wasmtime::Result<Vec<types::NameAttribute>> {
-        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => name_attributes(info.issuer_attributes()),
             Cert::Fields(f) => name_attributes(&dn_attributes(&f.issuer)?),
@@ -553,7 +557,6 @@ impl types::HostCertificate for HostState {
         res: Resource<CertificateRes>,
         name: String,
     ) -> wasmtime::Result<Vec<String>> {
-        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => attribute_values(info.issuer_attributes(), &name),
             Cert::Fields(f) => attribute_values(&dn_attributes(&f.issuer)?, &name),
@@ -561,7 +564,6 @@ impl types::HostCertificate for HostState {
     }
 
     fn validity(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<types::Validity> {
-        self.unrepeatable();
         let (not_before_unix, not_after_unix) = match self.cert(&res)? {
             Cert::Der { info, .. } => (info.not_before_unix(), info.not_after_unix()),
             Cert::Fields(f) => (f.not_before, f.not_after),
@@ -575,7 +577,6 @@ impl types::HostCertificate for HostState {
     }
 
     fn sha256_fingerprint(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<String> {
-        self.unrepeatable();
         let index = self.cert_index(&res)?;
         Ok(match &self.conn.chain[index] {
             CertSource::Der(der) => tollgate_x509::sha256_fingerprint(der),
@@ -587,7 +588,6 @@ impl types::HostCertificate for HostState {
         &mut self,
         res: Resource<CertificateRes>,
     ) -> wasmtime::Result<Vec<types::SubjectAltName>> {
-        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => info.subject_alt_names().iter().map(san).collect(),
             Cert::Fields(f) => f.san.iter().map(san).collect(),
@@ -598,7 +598,6 @@ impl types::HostCertificate for HostState {
         &mut self,
         res: Resource<CertificateRes>,
     ) -> wasmtime::Result<Option<types::KeyUsage>> {
-        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => info.key_usage().map(key_usage),
             Cert::Fields(_) => None,
@@ -609,7 +608,6 @@ impl types::HostCertificate for HostState {
         &mut self,
         res: Resource<CertificateRes>,
     ) -> wasmtime::Result<Option<Vec<String>>> {
-        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { info, .. } => info.extended_key_usage().map(<[String]>::to_vec),
             Cert::Fields(_) => None,
@@ -617,7 +615,6 @@ impl types::HostCertificate for HostState {
     }
 
     fn der(&mut self, res: Resource<CertificateRes>) -> wasmtime::Result<Vec<u8>> {
-        self.unrepeatable();
         Ok(match self.cert(&res)? {
             Cert::Der { der, .. } => der.to_vec(),
             Cert::Fields(_) => Vec::new(),
@@ -625,7 +622,6 @@ impl types::HostCertificate for HostState {
     }
 
     fn drop(&mut self, rep: Resource<CertificateRes>) -> wasmtime::Result<()> {
-        self.unrepeatable();
         self.table.delete(rep)?;
         Ok(())
     }

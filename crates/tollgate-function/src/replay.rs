@@ -167,6 +167,17 @@ pub(crate) struct Recorded {
 }
 
 impl Recorded {
+    /// What of `outcome` a replay gives back.
+    pub fn of(outcome: &crate::Outcome) -> Recorded {
+        Recorded {
+            decision: outcome.decision,
+            reason: outcome.reason.clone(),
+            error: outcome.error.clone(),
+            custom_data: outcome.custom_data.clone(),
+            console: outcome.console.clone(),
+        }
+    }
+
     /// The replayed outcome; `duration` is the replay's.
     pub fn outcome(&self, duration: std::time::Duration) -> crate::Outcome {
         crate::Outcome {

@@ -1168,27 +1168,12 @@ impl Function {
         };
         // A call that ran to its end (a decision or its own error) on
         // answers alone is recorded; a call stopped by a limit never is.
-        if let (Some(replays), Some(trace)) = (replays, trace)
-            && error
-                .as_ref()
-                .is_none_or(|e| e.kind == ErrorKind::FunctionError)
+        let recordable = error
+            .as_ref()
+            .is_none_or(|e| e.kind == ErrorKind::FunctionError)
             && !output_exceeded
-            && !state.timed_out
-            && !state.limiter.memory_exhausted
-            && !state.limiter.table_exhausted
-        {
-            replays.insert(
-                &trace,
-                Recorded {
-                    decision,
-                    reason: reason.clone(),
-                    error: error.clone(),
-                    custom_data: custom_data.clone(),
-                    console: console.clone(),
-                },
-            );
-        }
-        let outcome = Outcome {
+            && !state.hit_a_limit();
+        let mut outcome = Outcome {
             decision,
             reason,
             error,
@@ -1198,6 +1183,13 @@ impl Function {
             compute_utilization: utilization(compute, time_limit),
             replayed: false,
         };
+        if let (Some(replays), Some(trace)) = (replays, trace)
+            && recordable
+        {
+            replays.insert(&trace, Recorded::of(&outcome));
+            // The recording is part of what the call cost.
+            outcome.duration = started.elapsed();
+        }
         tracing::debug!(
             decision = %outcome.decision,
             error = outcome.error.as_ref().map(|e| e.kind.as_str()),

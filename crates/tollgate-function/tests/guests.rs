@@ -1049,7 +1049,8 @@ async fn a_call_is_replayed_only_when_every_answer_is_the_same() {
     let bob = ca.client("bob").serial(&[0x0b, 0x22]).build();
     let data = store("data", &[("k", "v")]);
     let rt = runtime();
-    let f = load(&rt, guests::REPLAY_WASM, vec![data.clone()]).await;
+    // Roomy: this guest asks many questions of unoptimised host code.
+    let f = load_with(&rt, guests::REPLAY_WASM, vec![data.clone()], roomy()).await;
     let base = {
         let mut conn = ConnectionInfo::for_test();
         conn.chain = vec![CertSource::Der(alice.der.clone())];
@@ -1179,10 +1180,11 @@ async fn calls_a_replay_cannot_repeat_always_run() {
         "random",
         "stdout",
     ] {
-        let f = load(
+        let f = load_with(
             &rt,
             guests::REPLAY_WASM,
             vec![store("data", &[("also", also)])],
+            roomy(),
         )
         .await;
         for _ in 0..3 {
@@ -1193,10 +1195,11 @@ async fn calls_a_replay_cannot_repeat_always_run() {
         assert_eq!(f.instantiations(), 3, "{also}");
     }
     for also in ["deny", "error"] {
-        let f = load(
+        let f = load_with(
             &rt,
             guests::REPLAY_WASM,
             vec![store("data", &[("also", also)])],
+            roomy(),
         )
         .await;
         let first = f.call(conn_with(&[&cert])).await;
